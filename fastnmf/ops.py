@@ -1,0 +1,88 @@
+"""Backend dispatch: the one place that decides which implementation of the ops runs.
+
+Solvers only see a :class:`Backend`: ``update_h``, ``update_w`` and ``objective``. ``update_w`` is always
+``update_h`` on the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ`` (views, no copies), so a backend implements the
+H update once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import backend_torch
+
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "resolve_backend", "triton_available"]
+
+BACKEND_NAMES = ("auto", "torch", "triton")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The ops a solver needs. All take and return tensors on X's device; none syncs with the host."""
+
+    name: str
+    mu_update_h: Callable[..., torch.Tensor]
+    objective: Callable[..., torch.Tensor]
+    # Dtypes of X the backend reads directly; any other float X is converted to the factors' dtype once.
+    native_x_dtypes: tuple = (torch.float32, torch.float64)
+
+    def mu_update_w(self, X, W, H, **options):
+        """MU update of W = the H update of ``Xᵀ ≈ Hᵀ Wᵀ``; returns a new (m×k) tensor."""
+        return self.mu_update_h(X.T, H.T, W.T, **options).T
+
+
+TORCH_BACKEND = Backend("torch", backend_torch.mu_update_h, backend_torch.objective)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_available() -> bool:
+    """True when Triton imports (it is a Linux-only dependency)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+PRECISIONS = ("ieee", "tf32", "tf32x3")
+
+
+def _triton_backend(precision: str) -> Backend:
+    from . import backend_triton  # imported lazily: it compiles (or interprets) kernels on import
+
+    return backend_triton.make_backend(precision)
+
+
+def resolve_backend(name: str, device: torch.device, precision: str = "ieee") -> Backend:
+    """``"auto"``: Triton for CUDA data when Triton imports, else torch. ``"triton"`` on a CPU tensor needs
+    the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf is imported).
+
+    ``precision`` is the precision of the Triton kernels' matrix products (``"ieee"`` fp32, ``"tf32"``,
+    ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
+    """
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"Invalid backend {name!r}: expected one of {list(BACKEND_NAMES)}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISIONS)}.")
+    if name == "torch":
+        return TORCH_BACKEND
+    if name == "auto":
+        if device.type == "cuda" and triton_available():
+            return _triton_backend(precision)
+        return TORCH_BACKEND
+    if not triton_available():
+        raise RuntimeError("backend='triton' needs the 'triton' package (Linux only): pip install triton.")
+    if device.type != "cuda" and not _interpreting():
+        raise RuntimeError(
+            f"backend='triton' runs on CUDA tensors, but the data is on {device}. Move it to a GPU "
+            "(X.cuda()), or use backend='torch'; to run the kernels on the CPU for testing, set "
+            "TRITON_INTERPRET=1 in the environment before importing fastnmf."
+        )
+    return _triton_backend(precision)
