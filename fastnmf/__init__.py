@@ -2,6 +2,25 @@
 
 ``X (n_samples × n_features) ≈ W (n_samples × n_components) · H (n_components × n_features)``, all entries
 ≥ 0 — scikit-learn's names and shapes.
+
+- :class:`NMF` — the scikit-learn estimator;
+- :func:`non_negative_factorization` — the functional API;
+- :mod:`fastnmf.reference` — multiplicative updates from autograd for any non-negative model
+  (:func:`gradient_parts`, :func:`multiplicative_update`, :func:`beta_divergence`).
 """
 
 __version__ = "0.1.0"
+
+from .estimator import NMF
+from .functional import non_negative_factorization
+from .losses import beta_divergence
+from .reference import gradient_parts, multiplicative_update
+
+__all__ = [
+    "NMF",
+    "non_negative_factorization",
+    "beta_divergence",
+    "gradient_parts",
+    "multiplicative_update",
+    "__version__",
+]

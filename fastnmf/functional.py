@@ -1,0 +1,225 @@
+"""The functional API, and the one fit path the estimator shares with it.
+
+It only validates, initializes, picks a backend and calls a solver (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from .init import INIT_NAMES, default_init, initialize
+from .losses import parse_beta_loss
+from .ops import BACKEND_NAMES, PRECISIONS, resolve_backend
+from .safeguard import apply_factor_floor_, reconstruction_floor
+from .solvers import SOLVER_NAMES, Problem, SolverResult, solve
+from .validation import InputKind, as_tensor, check_choice, check_factor, check_int, check_real
+
+__all__ = ["non_negative_factorization", "fit_factorization", "FitOutput"]
+
+
+@dataclass
+class FitOutput:
+    """A finished fit: the solver's result plus what is needed to hand results back to the user."""
+
+    result: SolverResult
+    kind: InputKind
+    n_components: int
+    beta: float
+
+
+def _resolve_n_components(n_components, W, H, init, update_H, n_features) -> int:
+    if n_components is None:
+        return n_features
+    if isinstance(n_components, str):
+        if n_components != "auto":
+            raise ValueError(f"Invalid n_components={n_components!r}: expected 'auto', None or an integer >= 1.")
+        uses_custom = (init == "custom" or (init is None and W is not None and H is not None)) or not update_H
+        if uses_custom and H is not None:
+            return int(H.shape[0])
+        if uses_custom and W is not None:
+            return int(W.shape[1])
+        return n_features
+    return check_int(n_components, "n_components", minimum=1)
+
+
+def _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features):
+    """scikit-learn's scaling (since 1.2): W's terms by n_features, H's by n_samples."""
+    alpha_W = check_real(alpha_W, "alpha_W")
+    alpha_H = alpha_W if isinstance(alpha_H, str) and alpha_H == "same" else check_real(alpha_H, "alpha_H")
+    l1_ratio = check_real(l1_ratio, "l1_ratio", maximum=1.0)
+    return dict(
+        l1_w=n_features * alpha_W * l1_ratio,
+        l2_w=n_features * alpha_W * (1.0 - l1_ratio),
+        l1_h=n_samples * alpha_H * l1_ratio,
+        l2_h=n_samples * alpha_H * (1.0 - l1_ratio),
+    )
+
+
+def fit_factorization(
+    X,
+    W=None,
+    H=None,
+    n_components="auto",
+    *,
+    init=None,
+    update_H=True,
+    solver="mu",
+    beta_loss="frobenius",
+    tol=1e-4,
+    max_iter=200,
+    alpha_W=0.0,
+    alpha_H="same",
+    l1_ratio=0.0,
+    random_state=None,
+    verbose=0,
+    backend="auto",
+    precision="ieee",
+    check_every=10,
+    device=None,
+) -> FitOutput:
+    """Validate everything, then initialize and solve. See :func:`non_negative_factorization`."""
+    # Options first: a bad option must not cost a pass over X.
+    beta = parse_beta_loss(beta_loss)
+    check_choice(solver, "solver", SOLVER_NAMES)
+    if init is not None:
+        check_choice(init, "init", INIT_NAMES)
+    check_choice(backend, "backend", BACKEND_NAMES)
+    check_choice(precision, "precision", PRECISIONS)
+    tol = check_real(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    check_every = check_int(check_every, "check_every", minimum=1)
+    if not isinstance(update_H, bool):
+        raise ValueError(f"Invalid update_H={update_H!r}: expected True or False.")
+
+    X, kind = as_tensor(X, "X", device=device)
+    n_samples, n_features = X.shape
+    k = _resolve_n_components(n_components, W, H, init, update_H, n_features)
+    penalties = _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features)
+    factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
+    chosen = resolve_backend(backend, X.device, precision)
+
+    W, H = _starting_point(X, W, H, k, init, update_H, random_state, factor_dtype)
+    if X.dtype not in chosen.native_x_dtypes:
+        X = X.to(factor_dtype)
+    x_max = float(X.max())
+    problem = Problem(X=X, beta=beta, backend=chosen, eps_r=reconstruction_floor(x_max, factor_dtype), **penalties)
+    result = solve(
+        problem, W, H, solver=solver, update_h=update_H, max_iter=max_iter, tol=tol,
+        check_every=check_every, verbose=verbose,
+    )
+    return FitOutput(result=result, kind=kind, n_components=k, beta=beta)
+
+
+def _starting_point(X, W, H, k, init, update_H, random_state, dtype):
+    m, n = X.shape
+    if not update_H:
+        # H is fixed (transform): W starts from the custom W or from scikit-learn's constant start.
+        if H is None:
+            raise ValueError("update_H=False needs the fixed H (n_components × n_features).")
+        H = check_factor(H, "H", (k, n), X, dtype)
+        if init == "custom" and W is not None:
+            W = check_factor(W, "W", (m, k), X, dtype)
+        else:
+            avg = (float(X.mean(dtype=torch.float64)) / k) ** 0.5
+            W = torch.full((m, k), avg, dtype=dtype, device=X.device)
+    elif init == "custom" or (init is None and W is not None and H is not None):
+        if W is None or H is None:
+            raise ValueError("init='custom' needs both W (n_samples × n_components) and H (n_components × n_features).")
+        W = check_factor(W, "W", (m, k), X, dtype)
+        H = check_factor(H, "H", (k, n), X, dtype)
+    else:
+        if W is not None or H is not None:
+            warnings.warn(
+                f"W or H was given with init={init!r}; it is ignored. Set init='custom' to start from it.",
+                UserWarning, stacklevel=3,
+            )
+        W, H = initialize(X, k, init or default_init(k, m, n), random_state, dtype)
+    return apply_factor_floor_(W), apply_factor_floor_(H)
+
+
+def non_negative_factorization(
+    X,
+    W=None,
+    H=None,
+    n_components="auto",
+    *,
+    init=None,
+    update_H=True,
+    solver="mu",
+    beta_loss="frobenius",
+    tol=1e-4,
+    max_iter=200,
+    alpha_W=0.0,
+    alpha_H="same",
+    l1_ratio=0.0,
+    random_state=None,
+    verbose=0,
+    backend="auto",
+    precision="ieee",
+    check_every=10,
+    device=None,
+):
+    """Find non-negative W, H whose product approximates the non-negative X.
+
+    ``X (n_samples × n_features) ≈ W (n_samples × n_components) · H (n_components × n_features)``,
+    minimizing
+
+    .. math::
+
+        L(W, H) = D_β(X \\| WH)
+            + α_W ρ n_f \\|W\\|_1 + ½ α_W (1-ρ) n_f \\|W\\|_F^2
+            + α_H ρ n_s \\|H\\|_1 + ½ α_H (1-ρ) n_s \\|H\\|_F^2
+
+    with ρ = ``l1_ratio``, n_s = n_samples, n_f = n_features, and D_β the β-divergence
+    (``beta_loss``: "frobenius" = ½‖X − WH‖², "kullback-leibler", "itakura-saito", or any real β).
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Non-negative data. numpy in → numpy out (float32 stays float32; other dtypes become float64);
+        torch in → torch out on the same device (float16/bfloat16 X gives float32 factors).
+    W, H : optional
+        Starting factors for ``init="custom"`` (or both given with ``init=None``); with
+        ``update_H=False``, H is fixed and only W is solved for. Never modified.
+    n_components : int, "auto" or None
+        Rank k. "auto": from the custom W/H, else n_features. None: n_features.
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None
+        None: "nndsvda" if k ≤ min(n_samples, n_features), else "random" (scikit-learn's default).
+    update_H : bool
+        False solves for W with H fixed (what ``NMF.transform`` does).
+    solver : {"mu"}
+        Multiplicative updates (Lee & Seung; Févotte & Idier's exponent for β outside [1, 2]).
+    beta_loss : str or float
+    tol : float
+        Stop when the objective's decrease over ``check_every`` iterations, relative to its initial
+        value, falls below ``tol``.
+    max_iter : int
+    alpha_W, alpha_H, l1_ratio : float
+        Regularization, scikit-learn's parameterization; ``alpha_H="same"`` uses ``alpha_W``.
+    random_state : int, RandomState or None
+    verbose : int
+        Non-zero shows a progress bar with the current objective.
+    backend : {"auto", "torch", "triton"}
+        "auto": Triton kernels for CUDA data (when Triton is installed), else PyTorch.
+    precision : {"ieee", "tf32", "tf32x3"}
+        Precision of the Triton kernels' matrix products. "ieee" (default) is full fp32, so the loss
+        curve matches the torch backend's.
+    check_every : int
+        Iterations between two evaluations of the objective (each one is a pass over X).
+    device : str or torch.device, optional
+        Where to compute (e.g. "cuda" for numpy input); default: where X is.
+
+    Returns
+    -------
+    W : (n_samples, n_components), H : (n_components, n_features), n_iter : int
+    """
+    fit = fit_factorization(
+        X, W, H, n_components, init=init, update_H=update_H, solver=solver, beta_loss=beta_loss, tol=tol,
+        max_iter=max_iter, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, random_state=random_state,
+        verbose=verbose, backend=backend, precision=precision, check_every=check_every, device=device,
+    )
+    result = fit.result
+    return fit.kind.output(result.W.contiguous()), fit.kind.output(result.H.contiguous()), result.n_iter
