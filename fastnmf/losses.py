@@ -84,7 +84,12 @@ def factorization_divergence(
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for start in range(0, m, rows):
         block = slice(start, start + rows)
-        total += beta_divergence(X[block], W[block] @ H, beta, eps_r=eps_r)
+        if beta == 2.0:
+            # X − WH in one GEMM call (addmm with alpha=−1): one temporary per block instead of three.
+            residual = torch.addmm(X[block].to(W.dtype), W[block], H, alpha=-1.0)
+            total += 0.5 * torch.linalg.vector_norm(residual, dtype=torch.float64).square()
+        else:
+            total += beta_divergence(X[block], W[block] @ H, beta, eps_r=eps_r)
     return total
 
 

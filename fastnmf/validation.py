@@ -7,6 +7,7 @@ Nothing here modifies its input: conversions make copies only when the dtype or 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -85,6 +86,15 @@ def _check_tensor_dtype(X: torch.Tensor, name: str) -> torch.Tensor:
     return X
 
 
+def _share_numpy(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing the array's memory, without a copy. fastnmf never writes to X, so torch's warning
+    about read-only arrays (e.g. memory-mapped data) does not apply; it is silenced rather than paying
+    for a copy of X."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def as_tensor(X, name: str = "X", *, context: str = "NMF", device=None) -> tuple[torch.Tensor, InputKind]:
     """Validate ``X`` (2-D, non-empty, finite, non-negative) and return it as a tensor and its kind.
 
@@ -106,7 +116,7 @@ def as_tensor(X, name: str = "X", *, context: str = "NMF", device=None) -> tuple
             )
         array = check_array(X, dtype=[np.float64, np.float32], input_name=name, ensure_min_samples=1)
         kind = InputKind(is_torch=False, numpy_dtype=array.dtype)
-        X = torch.from_numpy(array)
+        X = _share_numpy(array)
     if device is not None:
         X = X.to(device)
     check_finite_non_negative(X, name, context)
@@ -122,7 +132,7 @@ def check_factor(F, name: str, shape: tuple[int, int], X: torch.Tensor, dtype: t
     else:
         if sp.issparse(F):
             raise TypeError(f"{name} must be dense, got a scipy.sparse {F.format} matrix.")
-        F = torch.from_numpy(check_array(F, dtype=[np.float64, np.float32], input_name=name)).to(X.device)
+        F = _share_numpy(check_array(F, dtype=[np.float64, np.float32], input_name=name)).to(X.device)
     if tuple(F.shape) != tuple(shape):
         raise ValueError(f"Array with wrong shape passed to NMF ({name}): expected {tuple(shape)}, got {tuple(F.shape)}.")
     check_finite_non_negative(F, name)

@@ -1,0 +1,79 @@
+"""Torch backend closed forms against the autograd reference, after one step."""
+
+import pytest
+import torch
+
+from conftest import DEVICES
+from fastnmf import backend_torch
+from fastnmf import reference as ref
+from fastnmf.safeguard import factor_floor, reconstruction_floor
+
+BETAS = [-1.2, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+SHAPES = [(1, 1, 1), (17, 13, 4), (40, 9, 12), (5, 30, 20)]
+
+
+def _problem(m, n, k, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(m, n, generator=g, dtype=torch.float64)
+    W = torch.rand(m, k, generator=g, dtype=torch.float64) + 0.05
+    H = torch.rand(k, n, generator=g, dtype=torch.float64) + 0.05
+    return [t.to(device=device, dtype=dtype) for t in (X, W, H)]
+
+
+def _reference_step(X, W, H, beta, index, l1, l2, eps_r):
+    factors = [W.double().cpu().clone(), H.double().cpu().clone()]
+    ref.multiplicative_update(ref.reconstruct_nmf, factors, X.double().cpu(), beta, index, l1=l1, l2=l2, eps_r=eps_r)
+    return factors[index]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["f64", "f32"])
+@pytest.mark.parametrize("beta", BETAS)
+@pytest.mark.parametrize("regularized", [False, True], ids=["plain", "l1l2"])
+def test_one_step_matches_reference(device, dtype, tolerance, beta, regularized):
+    l1, l2 = (0.3, 0.2) if regularized else (0.0, 0.0)
+    for m, n, k in SHAPES:
+        X, W, H = _problem(m, n, k, dtype, device)
+        eps_r = reconstruction_floor(float(X.max()), dtype)
+        H_new = backend_torch.mu_update_h(X, W, H, beta=beta, l1=l1, l2=l2, eps_r=eps_r)
+        W_new = backend_torch.mu_update_h(X.T, H.T, W.T, beta=beta, l1=l1, l2=l2, eps_r=eps_r).T
+        for new, index in ((H_new, 1), (W_new, 0)):
+            expected = _reference_step(X, W, H, beta, index, l1, l2, eps_r)
+            error = float((new.double().cpu() - expected).abs().max() / expected.abs().max())
+            assert new.dtype == dtype and new.device.type == device
+            assert error <= tolerance, f"shape {(m, n, k)}, factor {'WH'[index]}: relative error {error:.2e}"
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_inputs_are_not_modified(beta):
+    X, W, H = _problem(11, 7, 3, torch.float64, "cpu")
+    copies = [t.clone() for t in (X, W, H)]
+    backend_torch.mu_update_h(X, W, H, beta=beta, l1=0.1, l2=0.1, eps_r=1e-12)
+    for before, after in zip(copies, (X, W, H)):
+        assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("beta", BETAS)
+def test_zero_column_of_w_and_zero_row_of_x_trigger_the_safeguard(dtype, beta):
+    X, W, H = _problem(12, 9, 3, dtype, "cpu")
+    W[:, 1] = 0.0
+    X[4] = 0.0
+    eps_r = reconstruction_floor(float(X.max()), dtype)
+    H_new = backend_torch.mu_update_h(X, W, H, beta=beta, eps_r=eps_r)
+    W_new = backend_torch.mu_update_h(X.T, H_new.T, W.T, beta=beta, eps_r=eps_r).T
+    for new in (H_new, W_new):
+        assert bool(torch.isfinite(new).all())
+        assert float(new.min()) >= factor_floor(dtype)
+    # The zero column of W gives a zero numerator row: that row of H goes to the floor, not NaN.
+    assert torch.equal(H_new[1], torch.full_like(H_new[1], factor_floor(dtype)))
+
+
+def test_objective_matches_dense_divergence():
+    from fastnmf.losses import beta_divergence
+
+    X, W, H = _problem(33, 21, 5, torch.float64, "cpu")
+    for beta in BETAS:
+        expected = beta_divergence(X, W @ H, beta, eps_r=1e-9)
+        got = backend_torch.objective(X, W, H, beta=beta, eps_r=1e-9)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)

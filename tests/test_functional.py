@@ -1,0 +1,63 @@
+"""non_negative_factorization: scikit-learn's property tests, rewritten for fastnmf."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition._nmf import _initialize_nmf
+
+from fastnmf import non_negative_factorization
+from fastnmf.losses import beta_divergence, regularization_penalty
+
+
+@pytest.mark.parametrize("beta_loss", [-1.2, 0.0, 0.2, 1.0, 2.0, 2.5])
+def test_objective_never_increases_over_30_single_steps(beta_loss):
+    n_samples, n_features, n_components, alpha, l1_ratio = 20, 15, 10, 0.1, 0.5
+    rng = np.random.RandomState(42)
+    X = np.abs(rng.randn(n_samples, n_features))
+    W, H = _initialize_nmf(X, n_components, init="random", random_state=42)
+    previous = None
+    for _ in range(30):
+        W, H, _ = non_negative_factorization(
+            X, W, H, n_components, init="custom", beta_loss=beta_loss, max_iter=1, alpha_W=alpha,
+            l1_ratio=l1_ratio, tol=0.0,
+        )
+        # The objective MU decreases: the divergence plus scikit-learn's penalty scaling (½ on the L2 part).
+        Wt, Ht = torch.from_numpy(W), torch.from_numpy(H)
+        loss = float(
+            beta_divergence(torch.from_numpy(X), Wt @ Ht, beta_loss)
+            + regularization_penalty(
+                Wt, Ht, alpha * l1_ratio * n_features, alpha * (1 - l1_ratio) * n_features,
+                alpha * l1_ratio * n_samples, alpha * (1 - l1_ratio) * n_samples,
+            )
+        )
+        if previous is not None:
+            assert loss < previous
+        previous = loss
+
+
+def test_update_h_false_keeps_h_and_solves_w():
+    rng = np.random.RandomState(0)
+    W_true, H_true = rng.rand(30, 3), rng.rand(3, 8)
+    X = W_true @ H_true
+    W, H, _ = non_negative_factorization(X, H=H_true, n_components=3, update_H=False, max_iter=2000, tol=0.0)
+    np.testing.assert_array_equal(H, H_true)
+    assert np.abs(W @ H_true - X).max() < 1e-2 * X.max()
+
+
+def test_output_is_non_negative_finite_and_of_the_input_dtype():
+    X = np.abs(np.random.RandomState(0).randn(12, 7)).astype(np.float32)
+    W, H, n_iter = non_negative_factorization(X, n_components=3, max_iter=15, random_state=0)
+    assert W.dtype == H.dtype == np.float32 and n_iter == 15
+    assert np.isfinite(W).all() and np.isfinite(H).all() and (W >= 0).all() and (H >= 0).all()
+
+
+def test_given_w_h_with_another_init_warns_and_is_ignored():
+    X = np.random.RandomState(0).rand(6, 5)
+    with pytest.warns(UserWarning, match="init='random'; it is ignored"):
+        non_negative_factorization(X, np.ones((6, 2)), np.ones((2, 5)), 2, init="random", max_iter=2, random_state=0)
+
+
+def test_device_option_returns_numpy_for_numpy_input():
+    X = np.random.RandomState(0).rand(6, 5)
+    W, H, _ = non_negative_factorization(X, n_components=2, max_iter=3, device="cpu", random_state=0)
+    assert isinstance(W, np.ndarray) and isinstance(H, np.ndarray)

@@ -1,0 +1,38 @@
+"""Backend dispatch: one place decides; clear errors when Triton cannot run."""
+
+import pytest
+import torch
+
+from fastnmf import ops
+
+
+def test_torch_backend_by_name_and_auto_on_cpu():
+    assert ops.resolve_backend("torch", torch.device("cpu")).name == "torch"
+    assert ops.resolve_backend("auto", torch.device("cpu")).name == "torch"
+
+
+def test_triton_on_cpu_without_the_interpreter_says_how_to_get_one(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        ops.resolve_backend("triton", torch.device("cpu"))
+
+
+def test_unknown_backend_and_precision():
+    with pytest.raises(ValueError, match="Invalid backend 'jax'"):
+        ops.resolve_backend("jax", torch.device("cpu"))
+    with pytest.raises(ValueError, match="Invalid precision 'half'"):
+        ops.resolve_backend("torch", torch.device("cpu"), "half")
+
+
+def test_w_update_is_the_h_update_of_the_transposed_problem():
+    calls = []
+
+    def fake_update_h(X, W, H, **options):
+        calls.append((X.shape, W.shape, H.shape))
+        return H.clone()
+
+    backend = ops.Backend("fake", fake_update_h, objective=None)
+    X, W, H = torch.rand(7, 5), torch.rand(7, 2), torch.rand(2, 5)
+    W_new = backend.mu_update_w(X, W, H, beta=2.0)
+    assert calls == [((5, 7), (5, 2), (2, 7))]
+    assert W_new.shape == W.shape and torch.equal(W_new, W)
