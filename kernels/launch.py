@@ -1,0 +1,117 @@
+"""Host-side checks and allocations shared by the launchers (no Triton code here)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+
+from .configs import interpreting, poison_outputs
+
+__all__ = [
+    "IS",
+    "KL",
+    "FROBENIUS",
+    "GENERAL",
+    "beta_case",
+    "X_DTYPES",
+    "PRECISIONS",
+    "check_factorization",
+    "check_precision",
+    "check_scalar",
+    "new_output",
+    "new_workspace",
+    "split_rows",
+]
+
+# X is read in these dtypes and upcast in registers; factors, Grams and accumulators are fp32.
+X_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+PRECISIONS = ("ieee", "tf32", "tf32x3")
+
+# BETA_CASE constexpr of the β kernels: each fast path compiles to its own variant, any other β shares one.
+IS, KL, FROBENIUS, GENERAL = 0, 1, 2, 3
+
+
+def beta_case(beta: float) -> int:
+    """The kernel variant for β: 0 (Itakura–Saito), 1 (KL), 2 (Frobenius) or 3 (any other β, via powers)."""
+    return {0.0: IS, 1.0: KL, 2.0: FROBENIUS}.get(float(beta), GENERAL)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISIONS)}.")
+    return precision
+
+
+def check_factorization(op: str, X: torch.Tensor, W: torch.Tensor, H: torch.Tensor) -> tuple[int, int, int]:
+    """Check ``X (m×n) ≈ W (m×k) · H (k×n)`` for a kernel; return ``(m, n, k)``.
+
+    Raises TypeError for a non-tensor or a wrong dtype, ValueError for shapes and devices; every message
+    names the shapes involved.
+    """
+    for name, t in (("X", X), ("W", W), ("H", H)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}.")
+    shapes = f"X {_shape(X)}, W {_shape(W)}, H {_shape(H)}"
+    if X.dim() != 2 or W.dim() != 2 or H.dim() != 2:
+        raise ValueError(f"{op}: X, W and H must be 2-D matrices; got {shapes}.")
+    m, n = X.shape
+    if W.shape[0] != m or H.shape[1] != n or W.shape[1] != H.shape[0]:
+        raise ValueError(
+            f"{op}: shapes do not chain as X (m×n) ≈ W (m×k) · H (k×n): got {shapes}."
+        )
+    if W.shape[1] < 1:
+        raise ValueError(f"{op}: the rank k must be ≥ 1; got {shapes}.")
+    if X.dtype not in X_DTYPES:
+        raise TypeError(f"{op}: X {_shape(X)} has dtype {X.dtype}; expected one of float32, float16, bfloat16.")
+    for name, t in (("W", W), ("H", H)):
+        if t.dtype != torch.float32:
+            raise TypeError(f"{op}: {name} {_shape(t)} has dtype {t.dtype}; the factors must be float32.")
+    if not (X.device == W.device == H.device):
+        raise ValueError(
+            f"{op}: X {_shape(X)} is on {X.device}, W {_shape(W)} on {W.device}, H {_shape(H)} on {H.device}; "
+            "all three must be on the same device."
+        )
+    if X.device.type != "cuda" and not interpreting():
+        raise ValueError(
+            f"{op}: the Triton kernels run on CUDA tensors, but X {_shape(X)} is on {X.device}; set "
+            "TRITON_INTERPRET=1 before importing fastnmf to run them on the CPU."
+        )
+    return m, n, W.shape[1]
+
+
+def check_scalar(op: str, name: str, value) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{op}: {name} = {value} must be finite.")
+    return value
+
+
+def new_output(like: torch.Tensor) -> torch.Tensor:
+    """An fp32 tensor shaped and strided like ``like`` (so the W update keeps the caller's layout of W).
+
+    NaN-filled when FASTNMF_POISON_OUTPUTS is set, so that a tile the kernel forgot to write fails a test.
+    """
+    out = torch.empty_like(like, dtype=torch.float32, memory_format=torch.preserve_format)
+    if poison_outputs():
+        out.fill_(math.nan)
+    return out
+
+
+def new_workspace(*shape: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A contiguous scratch buffer (partial sums), NaN-poisoned like the outputs."""
+    buffer = torch.empty(shape, device=device, dtype=dtype)
+    if poison_outputs():
+        buffer.fill_(math.nan)
+    return buffer
+
+
+def split_rows(m: int, split: int, block_m: int) -> tuple[int, int]:
+    """Rows per split of the m loop (a multiple of BLOCK_M, ≥ BLOCK_M) and the number of non-empty splits."""
+    rows = triton.cdiv(triton.cdiv(max(m, 1), split), block_m) * block_m
+    return rows, max(1, triton.cdiv(m, rows))

@@ -1,0 +1,76 @@
+"""fastnmf.backend_triton: the kernels behind the Backend contract, against the torch backend."""
+
+import pytest
+import torch
+
+from fastnmf import backend_torch
+from fastnmf.backend_triton import make_backend
+from fastnmf.kernels.testing import eps_r_for, make_problem, relative_error
+from fastnmf.ops import TORCH_BACKEND, Backend, resolve_backend
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_make_backend_returns_the_triton_backend():
+    backend = make_backend("ieee")
+    assert isinstance(backend, Backend) and backend.name == "triton"
+    assert backend.native_x_dtypes == (torch.float32, torch.float16, torch.bfloat16)
+    with pytest.raises(ValueError, match="Invalid precision 'fp16'"):
+        make_backend("fp16")
+
+
+def test_resolve_backend_gives_triton_on_this_machine():
+    # On a CPU-only machine this needs the interpreter, which tests/conftest.py turns on.
+    backend = resolve_backend("triton", DEVICE, "ieee")
+    assert backend.name == "triton"
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0, 3.0], ids=["IS", "beta=0.5", "KL", "frobenius", "beta=3"])
+def test_updates_and_objective_match_the_torch_backend_in_float64(beta):
+    backend = make_backend("ieee")
+    X, W, H = make_problem(97, 131, 7, device=DEVICE)
+    eps_r = eps_r_for(X)
+    options = dict(beta=beta, l1=0.1, l2=0.2, eps_r=eps_r)
+    X64, W64, H64 = X.double(), W.double(), H.double()
+    assert relative_error(backend.mu_update_h(X, W, H, **options),
+                          backend_torch.mu_update_h(X64, W64, H64, **options)) <= 1e-5
+    assert relative_error(backend.mu_update_w(X, W, H, **options),
+                          TORCH_BACKEND.mu_update_w(X64, W64, H64, **options)) <= 1e-5
+    got = backend.objective(X, W, H, beta=beta, eps_r=eps_r)
+    expected = backend_torch.objective(X64, W64, H64, beta=beta, eps_r=eps_r)
+    assert got.dtype == torch.float64 and got.dim() == 0
+    assert abs(float(got) - float(expected)) <= 1e-5 * abs(float(expected))
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0], ids=["IS", "KL", "frobenius"])
+def test_alternating_updates_never_increase_the_objective(beta):
+    # The MM property of MU (Févotte & Idier 2011), which the safeguard rule keeps: ten half-iterations.
+    backend = make_backend("ieee")
+    X, W, H = make_problem(80, 60, 4, device=DEVICE)
+    eps_r = eps_r_for(X)
+    losses = [float(backend.objective(X, W, H, beta=beta, eps_r=eps_r))]
+    for _ in range(5):
+        H = backend.mu_update_h(X, W, H, beta=beta, eps_r=eps_r)
+        losses.append(float(backend.objective(X, W, H, beta=beta, eps_r=eps_r)))
+        W = backend.mu_update_w(X, W, H, beta=beta, eps_r=eps_r)
+        losses.append(float(backend.objective(X, W, H, beta=beta, eps_r=eps_r)))
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.9 * losses[0]
+    assert W.stride() == (W.shape[1], 1)  # the W update kept W row-major through the transposed views
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0], ids=["KL", "frobenius"])
+def test_a_few_iterations_track_the_torch_backend(beta):
+    triton_backend = make_backend("ieee")
+    X, W0, H0 = make_problem(64, 50, 5, device=DEVICE)
+    eps_r = eps_r_for(X)
+    runs = {}
+    for name, backend in (("triton", triton_backend), ("torch", TORCH_BACKEND)):
+        W, H = W0.clone(), H0.clone()
+        for _ in range(4):
+            H = backend.mu_update_h(X, W, H, beta=beta, eps_r=eps_r)
+            W = backend.mu_update_w(X, W, H, beta=beta, eps_r=eps_r)
+        runs[name] = (W, H, float(backend.objective(X, W, H, beta=beta, eps_r=eps_r)))
+    assert relative_error(runs["triton"][0], runs["torch"][0]) <= 1e-4
+    assert relative_error(runs["triton"][1], runs["torch"][1]) <= 1e-4
+    assert abs(runs["triton"][2] - runs["torch"][2]) <= 1e-5 * runs["torch"][2]
