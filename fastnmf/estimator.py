@@ -62,6 +62,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         precision="ieee",
         check_every=10,
         device=None,
+        inner_iter="auto",
+        extrapolate=False,
     ):
         self.n_components = n_components
         self.init = init
@@ -78,6 +80,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.precision = precision
         self.check_every = check_every
         self.device = device
+        self.inner_iter = inner_iter
+        self.extrapolate = extrapolate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -90,7 +94,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             init=self.init, solver=self.solver, beta_loss=self.beta_loss, tol=self.tol, max_iter=self.max_iter,
             alpha_W=self.alpha_W, alpha_H=self.alpha_H, l1_ratio=self.l1_ratio, random_state=self.random_state,
             verbose=self.verbose, backend=self.backend, precision=self.precision, check_every=self.check_every,
-            device=self.device,
+            device=self.device, inner_iter=self.inner_iter, extrapolate=self.extrapolate,
         )
 
     def fit_transform(self, X, y=None, W=None, H=None):

@@ -79,11 +79,24 @@ def fit_factorization(
     precision="ieee",
     check_every=10,
     device=None,
+    inner_iter="auto",
+    extrapolate=False,
 ) -> FitOutput:
     """Validate everything, then initialize and solve. See :func:`non_negative_factorization`."""
     # Options first: a bad option must not cost a pass over X.
     beta = parse_beta_loss(beta_loss)
-    check_choice(solver, "solver", SOLVER_NAMES)
+    check_choice(solver, "solver", SOLVER_NAMES + ("auto",))
+    if solver == "auto":
+        solver = "hals" if beta == 2.0 else "mu"
+    elif solver == "hals" and beta != 2.0:
+        raise ValueError(
+            f"solver='hals' minimizes the Frobenius loss only (beta_loss=2), got beta_loss={beta_loss!r}; "
+            "use solver='mu' (or 'auto') for other losses."
+        )
+    if not (isinstance(inner_iter, str) and inner_iter == "auto"):
+        inner_iter = check_int(inner_iter, "inner_iter", minimum=1)
+    if not isinstance(extrapolate, bool):
+        raise ValueError(f"Invalid extrapolate={extrapolate!r}: expected True or False.")
     if init is not None:
         check_choice(init, "init", INIT_NAMES)
     check_choice(backend, "backend", BACKEND_NAMES)
@@ -106,9 +119,10 @@ def fit_factorization(
         X = X.to(factor_dtype)
     x_max = float(X.max())
     problem = Problem(X=X, beta=beta, backend=chosen, eps_r=reconstruction_floor(x_max, factor_dtype), **penalties)
+    solver_options = dict(inner_iter=inner_iter, extrapolate=extrapolate) if solver == "hals" else {}
     result = solve(
         problem, W, H, solver=solver, update_h=update_H, max_iter=max_iter, tol=tol,
-        check_every=check_every, verbose=verbose,
+        check_every=check_every, verbose=verbose, solver_options=solver_options,
     )
     return FitOutput(result=result, kind=kind, n_components=k, beta=beta)
 
@@ -161,6 +175,8 @@ def non_negative_factorization(
     precision="ieee",
     check_every=10,
     device=None,
+    inner_iter="auto",
+    extrapolate=False,
 ):
     """Find non-negative W, H whose product approximates the non-negative X.
 
@@ -190,8 +206,10 @@ def non_negative_factorization(
         None: "nndsvda" if k ≤ min(n_samples, n_features), else "random" (scikit-learn's default).
     update_H : bool
         False solves for W with H fixed (what ``NMF.transform`` does).
-    solver : {"mu"}
-        Multiplicative updates (Lee & Seung; Févotte & Idier's exponent for β outside [1, 2]).
+    solver : {"auto", "mu", "hals"}
+        "mu": multiplicative updates (Lee & Seung; Févotte & Idier's exponent for β outside [1, 2]), any β.
+        "hals": accelerated hierarchical ALS (coordinate descent; Cichocki & Phan 2009, Gillis & Glineur
+        2012), Frobenius only. "auto": "hals" for the Frobenius loss, else "mu".
     beta_loss : str or float
     tol : float
         Stop when the objective's decrease over ``check_every`` iterations, relative to its initial
@@ -211,6 +229,12 @@ def non_negative_factorization(
         Iterations between two evaluations of the objective (each one is a pass over X).
     device : str or torch.device, optional
         Where to compute (e.g. "cuda" for numpy input); default: where X is.
+    inner_iter : "auto" or int
+        HALS only: sweeps of one factor per product with X. "auto": up to ``1 + ⌊ρ/2⌋`` (ρ = cost of
+        the X product / cost of a sweep), stopping once a sweep changes the factor by ≤ 10 % of the
+        first (Gillis & Glineur 2012); 1 = plain HALS.
+    extrapolate : bool
+        HALS only: extrapolation with restarts (Ang & Gillis 2019).
 
     Returns
     -------
@@ -220,6 +244,7 @@ def non_negative_factorization(
         X, W, H, n_components, init=init, update_H=update_H, solver=solver, beta_loss=beta_loss, tol=tol,
         max_iter=max_iter, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, random_state=random_state,
         verbose=verbose, backend=backend, precision=precision, check_every=check_every, device=device,
+        inner_iter=inner_iter, extrapolate=extrapolate,
     )
     result = fit.result
     return fit.kind.output(result.W.contiguous()), fit.kind.output(result.H.contiguous()), result.n_iter

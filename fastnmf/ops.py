@@ -1,8 +1,8 @@
 """Backend dispatch: the one place that decides which implementation of the ops runs.
 
-Solvers only see a :class:`Backend`: ``update_h``, ``update_w`` and ``objective``. ``update_w`` is always
-``update_h`` on the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ`` (views, no copies), so a backend implements the
-H update once.
+Solvers only see a :class:`Backend`: ``mu_update_h``/``mu_update_w``, ``hals_update_h``/``hals_update_w``
+and ``objective``. A W update is always the H update of the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ`` (views, no
+copies), so a backend implements each H update once.
 """
 
 from __future__ import annotations
@@ -27,12 +27,19 @@ class Backend:
     name: str
     mu_update_h: Callable[..., torch.Tensor]
     objective: Callable[..., torch.Tensor]
+    # (X, W, H, *, l1, l2, max_sweeps, delta) -> (H_new, ½‖X − W·H_new‖² − ½‖X‖²); β = 2 only.
+    hals_update_h: Callable[..., tuple] = backend_torch.hals_update_h
     # Dtypes of X the backend reads directly; any other float X is converted to the factors' dtype once.
     native_x_dtypes: tuple = (torch.float32, torch.float64)
 
     def mu_update_w(self, X, W, H, **options):
         """MU update of W = the H update of ``Xᵀ ≈ Hᵀ Wᵀ``; returns a new (m×k) tensor."""
         return self.mu_update_h(X.T, H.T, W.T, **options).T
+
+    def hals_update_w(self, X, W, H, **options):
+        """HALS update of W = the H update of ``Xᵀ ≈ Hᵀ Wᵀ``; returns ``(W_new, fit)``."""
+        W_new_t, fit = self.hals_update_h(X.T, H.T, W.T, **options)
+        return W_new_t.T, fit
 
 
 TORCH_BACKEND = Backend("torch", backend_torch.mu_update_h, backend_torch.objective)

@@ -17,6 +17,11 @@ so their results agree to rounding. The rule has three parts:
    convergent (Gillis & Glineur 2008, "Nonnegative factorization and the maximum edge biclique
    problem"). Clamping the MM minimizer to ``[phi, ∞)`` keeps the objective non-increasing, because the
    MM auxiliary function is convex and separable in each entry.
+
+HALS (coordinate descent, β = 2) divides by the curvature ``B_jj + l2`` of each rank-one term instead of
+an MU denominator; the same idea gives its rule (:func:`hals_step_sizes`): a term whose curvature is below
+``eps(dtype) · max_j B_jj`` (a column of W at the floor φ, say) is numerically zero, so its row is left as
+it is instead of being divided by ~φ² — which would send it to ~1/φ and overflow the next Gram.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "reconstruction_floor",
     "safe_ratio",
     "apply_factor_floor_",
+    "hals_step_sizes",
 ]
 
 
@@ -71,3 +77,11 @@ def safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tens
 def apply_factor_floor_(factor: torch.Tensor) -> torch.Tensor:
     """Raise every entry of ``factor`` to at least :func:`factor_floor`, in place."""
     return factor.clamp_min_(factor_floor(factor.dtype))
+
+
+def hals_step_sizes(gram: torch.Tensor, l2: float) -> torch.Tensor:
+    """``1 / (B_jj + l2)`` for each rank-one term of HALS, and 0 (no update) for numerically zero terms."""
+    curvature = gram.diagonal() + l2
+    threshold = _finfo(gram.dtype).eps * float(curvature.max()) if curvature.numel() else 0.0
+    degenerate = curvature <= max(threshold, denominator_floor(gram.dtype))
+    return torch.where(degenerate, torch.zeros_like(curvature), curvature.reciprocal())

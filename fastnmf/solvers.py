@@ -11,16 +11,15 @@ would otherwise stop the fit early.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
 
 from .losses import regularization_penalty
 from .ops import Backend
+from .safeguard import apply_factor_floor_
 
 __all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve"]
 
-SOLVER_NAMES = ("mu",)
+SOLVER_NAMES = ("mu", "hals")
 
 
 @dataclass(frozen=True)
@@ -52,17 +51,105 @@ class SolverResult:
     final_divergence: float = float("nan")
 
 
-def _mu_iteration(problem: Problem, W, H, update_w: bool, update_h: bool):
-    # W first, then H: scikit-learn's order, so that the same start gives the same path.
-    backend, beta, eps_r = problem.backend, problem.beta, problem.eps_r
-    if update_w:
-        W = backend.mu_update_w(problem.X, W, H, beta=beta, l1=problem.l1_w, l2=problem.l2_w, eps_r=eps_r)
-    if update_h:
-        H = backend.mu_update_h(problem.X, W, H, beta=beta, l1=problem.l1_h, l2=problem.l2_h, eps_r=eps_r)
-    return W, H
+class _MultiplicativeUpdates:
+    """Lee & Seung / Févotte & Idier MU, any β. W first, then H: scikit-learn's order, so that the same
+    start gives the same path."""
+
+    def __init__(self, problem: Problem, update_w: bool, update_h: bool):
+        self.problem, self.update_w, self.update_h = problem, update_w, update_h
+
+    def step(self, W, H):
+        p = self.problem
+        if self.update_w:
+            W = p.backend.mu_update_w(p.X, W, H, beta=p.beta, l1=p.l1_w, l2=p.l2_w, eps_r=p.eps_r)
+        if self.update_h:
+            H = p.backend.mu_update_h(p.X, W, H, beta=p.beta, l1=p.l1_h, l2=p.l2_h, eps_r=p.eps_r)
+        return W, H
 
 
-_ITERATIONS: dict[str, Callable] = {"mu": _mu_iteration}
+# Accelerated HALS constants (Gillis & Glineur 2012, §3): at most 1 + ⌊α·ρ⌋ inner sweeps per product,
+# stopping once a sweep changes the factor by ≤ δ × the first sweep's change.
+_ACCELERATION_ALPHA = 0.5
+_ACCELERATION_DELTA = 0.1
+# Extrapolation with restarts (Ang & Gillis 2019, "Accelerating nonnegative matrix factorization
+# algorithms using extrapolation", Neural Computation 31(2), Alg. 2): β₀, η, γ, γ̄ as given there for HALS.
+_EXTRAPOLATION_BETA0 = 0.5
+_EXTRAPOLATION_ETA = 1.5
+_EXTRAPOLATION_GAMMA = 1.01
+_EXTRAPOLATION_GAMMA_BAR = 1.005
+
+
+def inner_sweep_limit(m: int, n: int, k: int, nnz: int | None = None) -> int:
+    """``1 + ⌊α ρ⌋`` sweeps for the right factor (k×n) of an m×n X, with
+    ``ρ = 1 + (K + m k) / (n (k + 1))`` the cost of the X products over the cost of one sweep
+    (Gillis & Glineur 2012, eq. (3.3); K = nnz(X), m·n when dense)."""
+    K = m * n if nnz is None else nnz
+    rho = 1.0 + (K + m * k) / (n * (k + 1))
+    return 1 + int(_ACCELERATION_ALPHA * rho)
+
+
+class _HALS:
+    """Hierarchical ALS for β = 2 (Cichocki & Phan 2009), accelerated by repeated inner sweeps
+    (Gillis & Glineur 2012), optionally with extrapolation (Ang & Gillis 2019)."""
+
+    def __init__(self, problem: Problem, update_w: bool, update_h: bool, *, inner_iter="auto", extrapolate=False):
+        self.problem, self.update_w, self.update_h = problem, update_w, update_h
+        # "auto": Gillis & Glineur's limits, set at the first step (they need k); an int: that many at most.
+        self.sweeps_w = self.sweeps_h = None if inner_iter == "auto" else inner_iter
+        self.extrapolate = extrapolate
+        self.shape = tuple(problem.X.shape)
+        self.beta, self.beta_cap = _EXTRAPOLATION_BETA0, 1.0
+        self.previous_error = float("inf")
+        self.W_y = self.H_y = None
+
+    def _limits(self, k):
+        if self.sweeps_w is None:
+            m, n = self.shape
+            self.sweeps_w = inner_sweep_limit(n, m, k)  # W is the right factor of Xᵀ (n×m)
+            self.sweeps_h = inner_sweep_limit(m, n, k)
+
+    def _update_w(self, W, H):
+        p = self.problem
+        return p.backend.hals_update_w(p.X, W, H, l1=p.l1_w, l2=p.l2_w, max_sweeps=self.sweeps_w, delta=_ACCELERATION_DELTA)
+
+    def _update_h(self, W, H):
+        p = self.problem
+        return p.backend.hals_update_h(p.X, W, H, l1=p.l1_h, l2=p.l2_h, max_sweeps=self.sweeps_h, delta=_ACCELERATION_DELTA)
+
+    def step(self, W, H):
+        self._limits(W.shape[1])
+        if not self.extrapolate or not (self.update_w and self.update_h):
+            if self.update_w:
+                W, _ = self._update_w(W, H)
+            if self.update_h:
+                H, _ = self._update_h(W, H)
+            return W, H
+        return self._extrapolated_step(W, H)
+
+    def _extrapolated_step(self, W, H):
+        """One step of Ang & Gillis (2019), Alg. 2: update each factor from the other's extrapolated point,
+        extrapolate ``Y = max(F_new + β (F_new − F_old), φ)``; if the error grows, restart from the plain
+        iterates with β ← β/η and cap β̄ ← β, else β ← min(β̄, γβ), β̄ ← min(1, γ̄β̄)."""
+        if self.W_y is None:
+            self.W_y, self.H_y = W, H
+        W_new, _ = self._update_w(W, self.H_y)
+        W_y = apply_factor_floor_(W_new + self.beta * (W_new - W))
+        H_new, fit = self._update_h(W_y, H)
+        H_y = apply_factor_floor_(H_new + self.beta * (H_new - H))
+        error = float(fit)  # ½‖X − W_y H_new‖² − ½‖X‖², free from the H update's products
+        if error > self.previous_error:
+            self.W_y, self.H_y = W_new, H_new
+            self.beta_cap = self.beta
+            self.beta = self.beta / _EXTRAPOLATION_ETA
+        else:
+            self.W_y, self.H_y = W_y, H_y
+            self.beta = min(self.beta_cap, _EXTRAPOLATION_GAMMA * self.beta)
+            self.beta_cap = min(1.0, _EXTRAPOLATION_GAMMA_BAR * self.beta_cap)
+        self.previous_error = error
+        return W_new, H_new
+
+
+_SOLVERS = {"mu": _MultiplicativeUpdates, "hals": _HALS}
 
 
 def solve(
@@ -77,9 +164,12 @@ def solve(
     tol: float = 1e-4,
     check_every: int = 10,
     verbose: int = 0,
+    solver_options: dict | None = None,
 ) -> SolverResult:
-    """Run ``solver`` from (W, H) for at most ``max_iter`` iterations; returns the last iterate."""
-    iteration = _ITERATIONS[solver]
+    """Run ``solver`` from (W, H) for at most ``max_iter`` iterations; returns the last iterate.
+
+    ``solver_options`` go to the solver (HALS: ``inner_iter``, ``extrapolate``)."""
+    iteration = _SOLVERS[solver](problem, update_w, update_h, **(solver_options or {}))
     divergence, initial = problem.evaluate(W, H)
     previous = initial
     history = [initial]
@@ -92,7 +182,7 @@ def solve(
     n_iter = evaluated_at = 0
     try:
         for n_iter in range(1, max_iter + 1):
-            W, H = iteration(problem, W, H, update_w, update_h)
+            W, H = iteration.step(W, H)
             if progress is not None:
                 progress.update(1)
             if n_iter % check_every == 0 or n_iter == max_iter:
