@@ -1,0 +1,64 @@
+"""This machine's limits, measured in the same run as the providers (not a spec sheet).
+
+- read bandwidth: time to read X once (``X.sum()``): the best any pass over X can do on this machine,
+  at this size (a 32 MB X may be helped by the caches; that is part of "this machine now"); plus a
+  device-wide figure from a 1 GiB buffer (``large_bytes``);
+- GEMM rate: fp32 products of the problem's own shapes (``Wᵀ X`` and ``X Hᵀ``) and a square one.
+
+Each is the median of a few repetitions after one warm-up call.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from .clock import make_timer
+
+__all__ = ["device_limits", "problem_limits"]
+
+
+def _median_seconds(fn, device: torch.device, repeats: int) -> float:
+    timer = make_timer(device)
+    timer(fn)  # warm-up: first-touch page faults, library initialization, kernel selection
+    return statistics.median(timer(fn) for _ in range(repeats))
+
+
+def _read_gbps(X: torch.Tensor, repeats: int) -> float:
+    seconds = _median_seconds(lambda: X.sum(), X.device, repeats)
+    return X.numel() * X.element_size() / seconds / 1e9
+
+
+def _gemm_tflops(a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
+    seconds = _median_seconds(lambda: a @ b, a.device, repeats)
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e12
+
+
+def device_limits(device: torch.device, large_bytes: int, square: int, repeats: int = 5) -> dict:
+    """Read bandwidth of a ``large_bytes`` buffer and the fp32 GEMM rate of a ``square``³ product."""
+    buffer = torch.ones(large_bytes // 4, dtype=torch.float32, device=device)
+    read = _read_gbps(buffer, repeats)
+    del buffer
+    a = torch.rand(square, square, device=device)
+    b = torch.rand(square, square, device=device)
+    gemm = _gemm_tflops(a, b, repeats)
+    return {
+        "read_gbps_large": read,
+        "read_large_bytes": int(large_bytes),
+        "gemm_tflops_square": gemm,
+        "gemm_square_size": int(square),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if device.type == "cuda" else None,
+    }
+
+
+def problem_limits(X: torch.Tensor, k: int, repeats: int = 5) -> dict:
+    """Read-X-once bandwidth and the fp32 rates of the two X-GEMMs of one iteration, at this problem's shape."""
+    m, n = X.shape
+    W = torch.rand(m, k, device=X.device)
+    H = torch.rand(k, n, device=X.device)
+    return {
+        "read_x_gbps": _read_gbps(X, repeats),
+        "gemm_tflops_wtx": _gemm_tflops(W.T, X, repeats),
+        "gemm_tflops_xht": _gemm_tflops(X, H.T, repeats),
+    }

@@ -1,0 +1,198 @@
+"""The timing loop: every provider on every problem, in chunks of iterations, under a progress bar.
+
+For one (provider, problem):
+
+1. warm-up: start from (W0, H0), run ``warmup_iters`` iterations, throw the result away — first-call
+   costs (Triton compilation, library initialization, first-touch page faults) are paid here, untimed;
+2. start again from the same (W0, H0) and run chunks of n iterations, timing each chunk alone; between
+   chunks (outside the clock) take the factors and evaluate the shared loss;
+3. chunk sizes grow geometrically from 1 (fine time resolution while the loss falls fast, few loss
+   evaluations later), are capped at ``budget / target_chunks`` seconds, and stop once the timed total
+   passes the problem's budget or its ``max_iter``; a NaN loss stops the run at once.
+
+Ctrl-C stops everything: the interrupted run keeps what it measured, and the caller reports all of it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from . import problems as problems_module
+from .clock import make_memory_meter, make_timer, release_freed_memory
+from .costs import x_stream_bytes
+from .environment import load_average
+from .loss import loss_floor, shared_loss
+from .probes import problem_limits
+from .providers import Provider, Skipped, plan
+
+__all__ = ["Settings", "Run", "ProblemResult", "Interrupted", "run_problem", "planned_runs"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    warmup_iters: int = 2
+    growth: float = 1.5  # chunk n → ceil(1.5 n)
+    target_chunks: int = 15  # no chunk longer than budget / target_chunks seconds
+    probe_repeats: int = 5
+    budget_scale: float = 1.0  # multiplies every problem's budget (--budget-scale)
+    budget_override: float | None = None  # --budget: the same budget for every problem
+
+
+@dataclass
+class Run:
+    provider: str
+    family: str
+    solver: str
+    is_peer: bool
+    device: str
+    status: str  # "ok" | "error" | "interrupted" | "skipped"
+    reason: str = ""
+    input_format: str = ""
+    x_bytes_per_iter: int = 0
+    start_note: str = ""
+    timer: str = ""
+    memory_method: str = ""
+    peak_memory_bytes: int | None = None
+    warmup_iters: int = 0
+    setup_s: float = 0.0  # untimed: building the session and its first start
+    chunk_seconds: list = field(default_factory=list)
+    chunk_iters: list = field(default_factory=list)
+    losses: list = field(default_factory=list)  # shared loss after each chunk
+
+
+@dataclass
+class ProblemResult:
+    spec: problems_module.ProblemSpec
+    m: int
+    n: int
+    nnz: int
+    origin: str
+    initial_loss: float
+    budget_s: float
+    limits: dict
+    load_average: list | None = None  # of the machine when the problem started: others' work skews times
+    runs: list = field(default_factory=list)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a problem: carries the partial result of that problem."""
+
+    def __init__(self, partial: ProblemResult | None):
+        super().__init__("interrupted")
+        self.partial = partial
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _skipped_run(skip: Skipped) -> Run:
+    family, _, solver = skip.name.partition("/")
+    return Run(provider=skip.name, family=family, solver=solver or "*", is_peer=skip.is_peer, device="",
+               status="skipped", reason=skip.reason)
+
+
+def _next_chunk(n: int, seconds: float, elapsed: float, budget: float, done: int, max_iter: int,
+                settings: Settings) -> int:
+    per_iter = max(seconds / n, 1e-9)
+    cap = max(1, int(budget / settings.target_chunks / per_iter))
+    remaining = max(1, math.ceil((budget - elapsed) / per_iter))
+    return max(1, min(math.ceil(n * settings.growth), cap, remaining, max_iter - done))
+
+
+def _time_provider(provider: Provider, data, floor: float, budget: float, settings: Settings, run: Run) -> None:
+    """Fill ``run`` with the chunk times and losses of ``provider`` on ``data`` (modifies ``run`` as it
+    goes, so that an exception or Ctrl-C leaves what was measured)."""
+    spec = data.spec
+    started = time.perf_counter()
+    session = provider.open(data)
+    run.input_format = session.input_format
+    run.x_bytes_per_iter = x_stream_bytes(session.x_input)
+    run.start_note = session.start_note
+    timer = make_timer(session.device)
+    meter = make_memory_meter(session.device)
+    run.timer, run.memory_method = timer.name, meter.method
+
+    warmup = min(settings.warmup_iters, spec.max_iter)
+    session.start(data.W0, data.H0)
+    session.advance(warmup)
+    _sync(session.device)
+    run.warmup_iters = warmup
+
+    meter.start()
+    session.start(data.W0, data.H0)
+    _sync(session.device)
+    run.setup_s = time.perf_counter() - started
+    n, elapsed, done = 1, 0.0, 0
+    while True:
+        meter.before_chunk()
+        seconds = timer(lambda: session.advance(n))
+        meter.after_chunk()
+        run.peak_memory_bytes = meter.result()
+        elapsed += seconds
+        done += n
+        run.chunk_seconds.append(seconds)
+        run.chunk_iters.append(n)
+        W, H = session.factors()
+        loss = shared_loss(data.X, W, H, spec.beta, floor)
+        run.losses.append(loss)
+        if not math.isfinite(loss) or elapsed >= budget or done >= spec.max_iter:
+            break
+        n = _next_chunk(n, seconds, elapsed, budget, done, spec.max_iter, settings)
+
+
+def _budget(spec, settings: Settings) -> float:
+    return (settings.budget_override if settings.budget_override is not None else spec.budget_s) * settings.budget_scale
+
+
+def planned_runs(specs, device: torch.device, patterns) -> int:
+    return sum(len(plan(spec, device, patterns)[0]) for spec in specs)
+
+
+def run_problem(spec, device: torch.device, patterns, settings: Settings, progress=None) -> ProblemResult:
+    """Build ``spec``, probe this machine's limits on it, and time every planned provider."""
+    runnable, skipped = plan(spec, device, patterns)
+    load = load_average()
+    data = problems_module.build(spec, device)
+    floor = loss_floor(data.X, spec.beta)
+    result = ProblemResult(
+        spec=spec, m=data.m, n=data.n, nnz=data.nnz, origin=data.origin,
+        initial_loss=shared_loss(data.X, data.W0, data.H0, spec.beta, floor),
+        budget_s=_budget(spec, settings),
+        limits=problem_limits(data.X, spec.k, settings.probe_repeats),
+        load_average=load,
+        runs=[_skipped_run(s) for s in skipped],
+    )
+    try:
+        for provider in runnable:
+            if progress is not None:
+                progress.set_description(f"{spec.name} · {provider.name}")
+            run = Run(provider=provider.name, family=provider.family.name, solver=provider.solver,
+                      is_peer=provider.family.is_peer, device=str(provider.device), status="ok")
+            result.runs.append(run)
+            try:
+                _time_provider(provider, data, floor, result.budget_s, settings, run)
+            except KeyboardInterrupt:
+                run.status, run.reason = "interrupted", "Ctrl-C"
+                raise
+            except Exception as error:  # one broken provider must not cost the others their results
+                run.status, run.reason = "error", f"{type(error).__name__}: {error}"
+                print(f"\n[bench] {provider.name} on {spec.name} failed: {run.reason}", file=sys.stderr)
+            finally:
+                release_freed_memory()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            if progress is not None:
+                progress.update(1)
+    except KeyboardInterrupt:
+        raise Interrupted(result) from None
+    finally:
+        del data
+        release_freed_memory()
+    return result

@@ -1,0 +1,162 @@
+"""The benchmark harness (bench/): end to end on the tiny preset, its JSON schema and its table.
+
+No test here asserts a time: benchmarks are not tests (DESIGN.md §5). Only the structure of the output
+and the harness's own arithmetic (shared loss, interpolation, flags) are checked.
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bench import metrics
+from bench.__main__ import main
+from bench.loss import shared_loss
+from bench.providers import Unavailable, plan
+from bench.problems import preset
+from bench.report import COLUMNS, markdown
+
+PROVIDERS = "fastnmf-torch/mu,torch-naive,fastnmf-triton"
+TOP_LEVEL = {
+    "schema", "timestamp", "git_sha", "git_dirty_files", "device", "device_type", "versions", "problem",
+    "limits", "provider", "status", "reason", "peak_memory_bytes", "peak_memory_method", "warmup_iters",
+}
+MEASURED = {
+    "iterations", "timed_s", "chunks", "time_per_iter_s", "time_to_target_s", "final_loss", "final_over_best",
+    "x_stream", "compute", "call_overhead_s", "flags", "trace", "speedup_vs_best_peer",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    out, table = folder / "results.jsonl", folder / "table.md"
+    code = main(["--preset", "tiny", "--providers", PROVIDERS, "--out", str(out), "--table", str(table),
+                 "--plot", str(folder), "--no-progress"])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    return code, records, table.read_text(), folder
+
+
+def test_tiny_preset_runs_end_to_end(tiny_run):
+    code, records, _, folder = tiny_run
+    assert code == 0
+    measured = [r for r in records if r["status"] != "skipped"]
+    problems = {s.name for s in preset("tiny")}
+    assert {(r["problem"]["name"], r["provider"]["name"]) for r in measured} == {
+        (p, name) for p in problems for name in ("fastnmf-torch/mu", "torch-naive/mu")
+    }
+    assert (folder / "loss_vs_time.png").stat().st_size > 0
+    assert (folder / "time_per_iter_vs_k.png").stat().st_size > 0
+
+
+def test_json_schema(tiny_run):
+    _, records, _, _ = tiny_run
+    for r in records:
+        assert TOP_LEVEL <= r.keys()
+        assert r["schema"] == "fastnmf-bench/1"
+        assert {"torch", "triton", "scikit-learn", "torchnmf", "nmf-torch"} <= r["versions"].keys()
+        assert {"read_x_gbps", "gemm_tflops_square", "read_gbps_large"} <= r["limits"].keys()
+        if r["status"] == "skipped":
+            assert r["reason"]
+            continue
+        assert r["status"] == "ok", r["reason"]
+        assert MEASURED <= r.keys()
+        assert r["iterations"] == r["problem"]["max_iter"] == 20  # the tiny preset's fixed count
+        assert r["provider"]["same_start"] is True
+        t = r["time_per_iter_s"]
+        assert 0 < t["p20"] <= t["median"] <= t["p80"]
+        assert set(r["time_to_target_s"]) == {"1.01", "1.001"}
+        trace = r["trace"]
+        assert len(trace) == r["chunks"] and trace[-1][1] == 20
+        losses = [loss for _, _, loss in trace]
+        assert all(math.isfinite(x) for x in losses)
+        assert losses[-1] == pytest.approx(r["final_loss"])
+        assert r["problem"]["best_loss"] <= r["final_loss"]
+        assert r["flags"] == []  # MU never increases the loss
+        assert r["x_stream"]["bytes_per_iter"] == 2 * r["problem"]["m"] * r["problem"]["n"] * 4
+        assert r["compute"]["flops_per_iter"] > 0 and r["peak_memory_method"]
+
+
+def test_triton_provider_is_skipped_on_a_cpu(tiny_run):
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU fastnmf-triton runs")
+    _, records, table, _ = tiny_run
+    skipped = [r for r in records if r["provider"]["name"] == "fastnmf-triton"]
+    assert len(skipped) == len(preset("tiny"))
+    assert all(r["status"] == "skipped" and "GPU" in r["reason"] for r in skipped)
+    assert "| fastnmf-triton | skipped |" in table
+
+
+def test_markdown_table(tiny_run):
+    _, records, table, _ = tiny_run
+    assert table.count("| " + " | ".join(COLUMNS) + " |") == len(preset("tiny"))
+    for spec in preset("tiny"):
+        assert f"### {spec.name}" in table
+    rows = [line for line in table.splitlines() if line.startswith("| fastnmf-torch/mu ") or line.startswith("| torch-naive/mu ")]
+    assert len(rows) == 2 * len(preset("tiny"))
+    assert all(row.count("|") == len(COLUMNS) + 1 for row in rows)
+
+
+def test_help_exits_cleanly(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    assert "--preset" in capsys.readouterr().out
+
+
+def test_missing_peer_is_skipped_with_the_reason(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchnmf", None)  # makes `import torchnmf.nmf` fail
+    monkeypatch.setitem(sys.modules, "torchnmf.nmf", None)
+    runnable, skipped = plan(preset("tiny")[0], torch.device("cpu"), ["torchnmf"])
+    assert runnable == []
+    assert [s.name for s in skipped] == ["torchnmf"] and "not installed" in skipped[0].reason
+
+
+def test_solvers_follow_beta():
+    runnable, _ = plan(preset("tiny")[1], torch.device("cpu"), ["sklearn", "nmf-torch"])  # KL
+    assert {p.name for p in runnable} <= {"sklearn/mu", "nmf-torch/mu"}  # CD and HALS are β = 2 only
+
+
+@pytest.mark.parametrize("beta", [2.0, 1.0])
+def test_shared_loss_matches_the_formula(beta):
+    rng = np.random.default_rng(0)
+    X = rng.poisson(3.0, size=(30, 20)).astype(np.float32)
+    W = rng.random((30, 3)).astype(np.float32)
+    H = rng.random((3, 20)).astype(np.float32)
+    R = W.astype(np.float64) @ H.astype(np.float64)
+    X64 = X.astype(np.float64)
+    if beta == 2.0:
+        expected = 0.5 * np.sum((X64 - R) ** 2)
+    else:
+        positive = X64 > 0
+        expected = np.sum(X64[positive] * np.log(X64[positive] / R[positive])) - X64.sum() + R.sum()
+    got = shared_loss(torch.from_numpy(X), torch.from_numpy(W), torch.from_numpy(H), beta, 0.0)
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(shared_loss(torch.from_numpy(X), torch.full((30, 3), float("nan")), torch.from_numpy(H), beta, 0.0))
+
+
+def test_time_to_target_interpolates_in_log_loss():
+    # loss 100 at t=0, 10 at t=1, 1 at t=2: 1.01× of 1 lies just before t=2
+    assert metrics._time_to(10.0, [1.0, 2.0], [10.0, 1.0], 100.0) == pytest.approx(1.0)
+    assert metrics._time_to(math.sqrt(10.0), [1.0, 2.0], [10.0, 1.0], 100.0) == pytest.approx(1.5)
+    assert metrics._time_to(0.5, [1.0, 2.0], [10.0, 1.0], 100.0) is None
+    assert metrics._time_to(1.0, [1.0, 2.0], [math.nan, 1.0], 100.0) is None
+
+
+def test_flags_and_quantiles():
+    assert metrics._flags([3.0, 2.0, 1.0], 4.0) == ([], 0.0)
+    flags, rise = metrics._flags([3.0, 3.3, 1.0], 4.0)
+    assert flags == ["loss-increased"] and rise == pytest.approx(0.1)
+    assert metrics._flags([3.0, math.nan], 4.0)[0] == ["nan"]
+    # one chunk of 8 iterations at 1 s/it outweighs two single iterations at 5 s/it
+    assert metrics._weighted_quantiles([5.0, 1.0, 5.0], [1, 8, 1], (0.2, 0.5, 0.8)) == [1.0, 1.0, 1.0]
+
+
+def test_flags_reach_the_table(tiny_run):
+    _, records, _, _ = tiny_run
+    record = json.loads(json.dumps(next(r for r in records if r["status"] == "ok")))
+    record["flags"] = ["nan"]
+    assert "| nan |" in markdown([record])
