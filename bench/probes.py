@@ -5,11 +5,12 @@
   device-wide figure from a 1 GiB buffer (``large_bytes``);
 - GEMM rate: fp32 products of the problem's own shapes (``Wᵀ X`` and ``X Hᵀ``) and a square one.
 
-Each is the median of a few repetitions after one warm-up call.
+Each is the median of a few timings after one warm-up call.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import torch
@@ -19,10 +20,23 @@ from .clock import make_timer
 __all__ = ["device_limits", "problem_limits"]
 
 
+# A timing shorter than this is repeated back to back (a small X stays in cache, as during NMF), so that
+# the launch cost of one call does not pass for the machine's limit; the count adapts to the call's cost.
+_MIN_TIMING_S = 0.02
+_MAX_INNER = 1000
+
+
 def _median_seconds(fn, device: torch.device, repeats: int) -> float:
+    """Per-call median over ``repeats`` timings, each of enough back-to-back calls to last ``_MIN_TIMING_S``."""
     timer = make_timer(device)
     timer(fn)  # warm-up: first-touch page faults, library initialization, kernel selection
-    return statistics.median(timer(fn) for _ in range(repeats))
+    inner = min(_MAX_INNER, max(1, math.ceil(_MIN_TIMING_S / max(timer(fn), 1e-9))))
+
+    def calls():
+        for _ in range(inner):
+            fn()
+
+    return statistics.median(timer(calls) for _ in range(repeats)) / inner
 
 
 def _read_gbps(X: torch.Tensor, repeats: int) -> float:
