@@ -111,6 +111,16 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     goes, so that an exception or Ctrl-C leaves what was measured)."""
     spec = data.spec
     started = time.perf_counter()
+    warmup = min(settings.warmup_iters, spec.max_iter)
+    session = provider.open(data)
+    session.start(data.W0, data.H0)
+    session.advance(warmup)
+    _sync(session.device)
+    run.warmup_iters = warmup
+    # A fresh session for the timed run: the warm-up's state must not sit in the memory baseline.
+    del session
+    release_freed_memory()
+
     session = provider.open(data)
     run.input_format = session.input_format
     run.x_bytes_per_iter = x_stream_bytes(session.x_input)
@@ -118,13 +128,6 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     timer = make_timer(session.device)
     meter = make_memory_meter(session.device)
     run.timer, run.memory_method = timer.name, meter.method
-
-    warmup = min(settings.warmup_iters, spec.max_iter)
-    session.start(data.W0, data.H0)
-    session.advance(warmup)
-    _sync(session.device)
-    run.warmup_iters = warmup
-
     meter.start()
     session.start(data.W0, data.H0)
     _sync(session.device)
