@@ -28,7 +28,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     (ρ = ``l1_ratio``; n_s, n_f = n_samples, n_features) — scikit-learn's ``NMF`` objective. Parameters
     are those of :func:`fastnmf.non_negative_factorization`, plus the same defaults as scikit-learn
-    (``tol=1e-4``, ``max_iter=200``); the solver is ``"mu"``.
+    (``tol=1e-4``, ``max_iter=200``). ``solver="auto"`` runs accelerated HALS for the Frobenius loss and
+    multiplicative updates otherwise.
 
     numpy in → numpy out; torch in → torch out on the same device and dtype (float16/bfloat16 X gives
     float32 factors).
@@ -49,7 +50,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         n_components="auto",
         *,
         init=None,
-        solver="mu",
+        solver="auto",
         beta_loss="frobenius",
         tol=1e-4,
         max_iter=200,

@@ -127,26 +127,39 @@ class _HALS:
         return self._extrapolated_step(W, H)
 
     def _extrapolated_step(self, W, H):
-        """One step of Ang & Gillis (2019), Alg. 2: update each factor from the other's extrapolated point,
-        extrapolate ``Y = max(F_new + β (F_new − F_old), φ)``; if the error grows, restart from the plain
-        iterates with β ← β/η and cap β̄ ← β, else β ← min(β̄, γβ), β̄ ← min(1, γ̄β̄)."""
+        """One step of Ang & Gillis (2019), Alg. 2 (H first, then W):
+
+        ``H_n = HALS(H_y | W_y)``, ``H_y = max(H_n + β (H_n − H), φ)``, ``W_n = HALS(W_y | H_y)``,
+        ``W_y = W_n + β (W_n − W)``, error ``e = ‖X − W_n H_y‖²`` (free from the W update's products).
+        If e grew: reject the step, restart from the last accepted (W, H), β̄ ← previous β, β ← β/η;
+        else accept (W, H) ← (W_n, H_n), β ← min(β̄, γβ), β̄ ← min(1, γ̄β̄). The best pair (W_n, H_y)
+        seen so far is what the step returns, so the reported objective never increases.
+        """
         if self.W_y is None:
+            self.accepted = (W, H)
             self.W_y, self.H_y = W, H
-        W_new, _ = self._update_w(W, self.H_y)
-        W_y = apply_factor_floor_(W_new + self.beta * (W_new - W))
-        H_new, fit = self._update_h(W_y, H)
-        H_y = apply_factor_floor_(H_new + self.beta * (H_new - H))
-        error = float(fit)  # ½‖X − W_y H_new‖² − ½‖X‖², free from the H update's products
+            self.best = (W, H)
+            self.best_error = self.previous_error = float("inf")
+            self.previous_beta = self.beta
+        W_acc, H_acc = self.accepted
+        H_n, _ = self._update_h(self.W_y, self.H_y)
+        H_y = apply_factor_floor_(H_n + self.beta * (H_n - H_acc))
+        W_n, fit = self._update_w(self.W_y, H_y)
+        W_y = apply_factor_floor_(W_n + self.beta * (W_n - W_acc))
+        error = float(fit)  # ½‖X − W_n H_y‖² − ½‖X‖²
         if error > self.previous_error:
-            self.W_y, self.H_y = W_new, H_new
-            self.beta_cap = self.beta
-            self.beta = self.beta / _EXTRAPOLATION_ETA
+            self.W_y, self.H_y = W_acc, H_acc
+            self.beta_cap = self.previous_beta
+            self.previous_beta, self.beta = self.beta, self.beta / _EXTRAPOLATION_ETA
         else:
+            self.accepted = (W_n, H_n)
             self.W_y, self.H_y = W_y, H_y
-            self.beta = min(self.beta_cap, _EXTRAPOLATION_GAMMA * self.beta)
+            self.previous_beta, self.beta = self.beta, min(self.beta_cap, _EXTRAPOLATION_GAMMA * self.beta)
             self.beta_cap = min(1.0, _EXTRAPOLATION_GAMMA_BAR * self.beta_cap)
         self.previous_error = error
-        return W_new, H_new
+        if error <= self.best_error:
+            self.best, self.best_error = (W_n, H_y), error
+        return self.best
 
 
 _SOLVERS = {"mu": _MultiplicativeUpdates, "hals": _HALS}

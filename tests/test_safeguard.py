@@ -41,14 +41,17 @@ def _is_subnormal(array: np.ndarray) -> np.ndarray:
     return (array != 0) & (np.abs(array) < tiny)
 
 
-@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler", "itakura-saito"])
-def test_2000_float32_iterations_on_digits_stay_finite_and_normal(digits32, beta_loss):
+@pytest.mark.parametrize(
+    "beta_loss,solver",
+    [("frobenius", "mu"), ("frobenius", "hals"), ("kullback-leibler", "mu"), ("itakura-saito", "mu")],
+)
+def test_2000_float32_iterations_on_digits_stay_finite_and_normal(digits32, beta_loss, solver):
     X = digits32 + 1.0 if beta_loss == "itakura-saito" else digits32  # IS needs x > 0 to be defined
     if beta_loss == "itakura-saito":
         X[:, X.sum(axis=0) == X.shape[0]] = 0.0  # keep the zero columns: the safeguard must hold there
     W, H, n_iter = non_negative_factorization(
-        X, n_components=16, init="random", beta_loss=beta_loss, max_iter=2000, tol=0.0, random_state=0,
-        check_every=500, backend="torch",
+        X, n_components=16, init="random", beta_loss=beta_loss, solver=solver, max_iter=2000, tol=0.0,
+        random_state=0, check_every=500, backend="torch", inner_iter=1,
     )
     assert n_iter == 2000
     for factor in (W, H):

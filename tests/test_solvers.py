@@ -7,6 +7,7 @@ import torch
 from fastnmf import NMF, non_negative_factorization
 from fastnmf.backend_torch import hals_update_h
 from fastnmf.losses import beta_divergence, regularization_penalty
+from fastnmf.init import initialize
 from fastnmf.ops import TORCH_BACKEND
 from fastnmf.safeguard import factor_floor
 from fastnmf.solvers import Problem, inner_sweep_limit, solve
@@ -50,7 +51,7 @@ def test_objective_never_increases_over_30_hals_iterations(alpha, inner_iter):
     rng = np.random.RandomState(42)
     n_samples, n_features, k, l1_ratio = 20, 15, 10, 0.5
     X = np.abs(rng.randn(n_samples, n_features))
-    W, H, _ = non_negative_factorization(X, n_components=k, init="random", max_iter=1, solver="mu", random_state=0)
+    W, H = (F.numpy() for F in initialize(torch.from_numpy(X), k, "random", 0, torch.float64))
     previous = None
     for _ in range(30):
         W, H, _ = non_negative_factorization(
@@ -72,8 +73,8 @@ def _low_rank_problem(m=300, n=200, k=10, seed=0):
     rng = np.random.RandomState(seed)
     X = rng.rand(m, k) @ rng.rand(k, n) + 0.05 * rng.rand(m, n)
     Xt = torch.from_numpy(X)
-    W0, H0, _ = non_negative_factorization(X, n_components=k, init="random", max_iter=1, random_state=seed)
-    return Xt, torch.from_numpy(W0), torch.from_numpy(H0)
+    W0, H0 = initialize(Xt, k, "random", seed, torch.float64)
+    return Xt, W0, H0
 
 
 def test_accelerated_hals_beats_plain_hals_for_the_same_passes_over_x():
@@ -91,14 +92,15 @@ def test_accelerated_hals_beats_plain_hals_for_the_same_passes_over_x():
 def test_extrapolation_converges_and_stays_feasible():
     X, W0, H0 = _low_rank_problem(150, 100, 8, seed=3)
     problem = Problem(X=X, beta=2.0, backend=TORCH_BACKEND, eps_r=1e-12)
-    # Measured on this fixed problem: 2.62 vs 3.07 after 200 iterations; extrapolation trails plain HALS
-    # over the first ~100 (and does not win on every problem: 2.33 vs 2.16 at 120×80, k=6).
+    # Measured on this fixed problem after 200 iterations: 2.45 vs 2.79 (plain HALS), 1.37 vs 1.56 (A-HALS).
     result = solve(problem, W0.clone(), H0.clone(), solver="hals", max_iter=200, tol=0.0, check_every=50,
                    solver_options=dict(inner_iter=1, extrapolate=True))
     plain = solve(problem, W0.clone(), H0.clone(), solver="hals", max_iter=200, tol=0.0, check_every=50,
                   solver_options=dict(inner_iter=1))
     assert result.loss_history[-1] < 0.5 * result.loss_history[0]
-    assert result.loss_history[-1] < plain.loss_history[-1]
+    assert result.loss_history[-1] < 0.95 * plain.loss_history[-1]
+    # The step returns the best pair seen, so the reported objective never increases.
+    assert all(b <= a for a, b in zip(result.loss_history, result.loss_history[1:]))
     assert float(result.W.min()) > 0 and float(result.H.min()) > 0
 
 
