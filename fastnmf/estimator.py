@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
+import warnings
 
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
+from .errors import FitInterrupted
 from .functional import fit_factorization
 from .validation import as_tensor
 
@@ -65,6 +69,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         device=None,
         inner_iter="auto",
         extrapolate=False,
+        checkpoint=None,
+        checkpoint_every=60.0,
     ):
         self.n_components = n_components
         self.init = init
@@ -83,6 +89,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.inner_iter = inner_iter
         self.extrapolate = extrapolate
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -101,17 +109,70 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def fit_transform(self, X, y=None, W=None, H=None):
         """Fit the model to X and return W (n_samples × n_components).
 
-        ``W``, ``H``: starting factors for ``init="custom"`` (never modified).
+        ``W``, ``H``: starting factors for ``init="custom"`` (never modified). Ctrl-C keeps the last
+        checked iterate in the estimator (usable afterwards), warns, and re-raises.
         """
-        fit = fit_factorization(X, W, H, self.n_components, update_H=True, **self._options())
+        return self._fit(X, W, H, self.n_components, init=self.init)
+
+    def _fit(self, X, W, H, n_components, *, init, start_iteration=0, history=None):
+        options = self._options()
+        options["init"] = init
+        writer = _CheckpointWriter(self) if self.checkpoint is not None else None
+        try:
+            fit = fit_factorization(
+                X, W, H, n_components, update_H=True, start_iteration=start_iteration, history=history,
+                on_check=None if writer is None else writer.maybe_write, **options,
+            )
+        except FitInterrupted as interrupt:
+            self._store(interrupt.output)
+            if writer is not None:
+                writer.write_last()
+            warnings.warn(
+                f"NMF fit interrupted: keeping the last checked iterate (iteration {self.n_iter_}); "
+                "the estimator can transform, and NMF.resume can continue from a checkpoint.",
+                UserWarning, stacklevel=3,
+            )
+            raise
+        if writer is not None:
+            writer.write_last(fit.result)
+        return self._store(fit)
+
+    def _store(self, fit):
         result = fit.result
         self.n_features_in_ = int(result.H.shape[1])
         self.n_components_ = fit.n_components
         self.components_ = fit.kind.output(result.H.contiguous())
         self.n_iter_ = result.n_iter
-        self.loss_history_ = result.loss_history
+        self.loss_history_ = list(result.loss_history)
         self.reconstruction_err_ = math.sqrt(2.0 * max(result.final_divergence, 0.0))
         return fit.kind.output(result.W.contiguous())
+
+    @classmethod
+    def resume(cls, path, X, **overrides):
+        """Continue a fit from the checkpoint at ``path`` on the same X; returns the fitted estimator.
+
+        The parameters are the checkpointed ones; only ``max_iter``, ``tol``, ``verbose``, ``checkpoint``
+        and ``checkpoint_every`` may be overridden. A fit resumed from a checkpoint reaches the same
+        result as one that was never stopped (except with ``extrapolate=True``, whose step size restarts).
+        """
+        state = read_checkpoint(path)
+        allowed = {"max_iter", "tol", "verbose", "checkpoint", "checkpoint_every"}
+        if set(overrides) - allowed:
+            raise CheckpointError(
+                f"Cannot change {sorted(set(overrides) - allowed)} when resuming from {path}: the checkpoint "
+                f"was made with {{{', '.join(f'{key}={state.params.get(key)!r}' for key in sorted(set(overrides) - allowed))}}}."
+            )
+        model = cls(**{**state.params, **overrides})
+        X_tensor, _ = as_tensor(X, "X", device=model.device)
+        if tuple(X_tensor.shape) != state.x_shape or str(X_tensor.dtype) != state.x_dtype:
+            raise CheckpointError(
+                f"Checkpoint {path} was made for X of shape {state.x_shape} and dtype {state.x_dtype}, "
+                f"not {tuple(X_tensor.shape)} {X_tensor.dtype}."
+            )
+        as_input = (lambda a: torch.from_numpy(a).to(X_tensor.device)) if isinstance(X, torch.Tensor) else (lambda a: a)
+        model._fit(X, as_input(state.W), as_input(state.H), state.H.shape[0], init="custom",
+                   start_iteration=state.n_iter, history=state.loss_history)
+        return model
 
     def fit(self, X, y=None, **params):
         """Fit the model to X; returns self."""
@@ -155,3 +216,38 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _n_features_out(self):
         """Number of transformed output features (for get_feature_names_out)."""
         return self.components_.shape[0]
+
+
+class _CheckpointWriter:
+    """Writes the estimator's fit state to ``checkpoint`` at most every ``checkpoint_every`` seconds (at
+    evaluations of the objective, so a resumed fit repeats the same checks), and once at the end."""
+
+    def __init__(self, model: NMF):
+        self.model = model
+        # JSON-able parameters; the seed is not needed (a resumed fit starts from the saved W, H).
+        self.params = {key: (str(value) if isinstance(value, torch.device) else value)
+                       for key, value in model.get_params().items()
+                       if key not in ("checkpoint", "checkpoint_every", "random_state")}
+        self.last_write = time.monotonic()
+        self.latest = None
+
+    def maybe_write(self, result, X) -> None:
+        self.latest = (result, X)
+        if time.monotonic() - self.last_write >= self.model.checkpoint_every:
+            self._write(result, X)
+
+    def write_last(self, result=None) -> None:
+        if self.latest is None:
+            return
+        if result is None:
+            result = self.latest[0]
+        self._write(result, self.latest[1])
+
+    def _write(self, result, X) -> None:
+        state = Checkpoint(
+            W=result.W.detach().cpu().numpy(), H=result.H.detach().cpu().numpy(), n_iter=result.n_iter,
+            loss_history=list(result.loss_history), params=self.params,
+            x_shape=tuple(X.shape), x_dtype=str(X.dtype),
+        )
+        write_checkpoint(self.model.checkpoint, state)
+        self.last_write = time.monotonic()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import FitInterrupted
 from .init import INIT_NAMES, default_init, initialize
 from .losses import parse_beta_loss
 from .ops import BACKEND_NAMES, PRECISIONS, resolve_backend
@@ -81,8 +82,15 @@ def fit_factorization(
     device=None,
     inner_iter="auto",
     extrapolate=False,
+    start_iteration=0,
+    history=None,
+    on_check=None,
 ) -> FitOutput:
-    """Validate everything, then initialize and solve. See :func:`non_negative_factorization`."""
+    """Validate everything, then initialize and solve. See :func:`non_negative_factorization`.
+
+    ``start_iteration``, ``history``: where a resumed fit (custom W, H from a checkpoint) stopped.
+    ``on_check(result, X)``: called after each evaluation of the objective.
+    """
     # Options first: a bad option must not cost a pass over X.
     beta = parse_beta_loss(beta_loss)
     check_choice(solver, "solver", SOLVER_NAMES + ("auto",))
@@ -115,15 +123,22 @@ def fit_factorization(
     chosen = resolve_backend(backend, X.device, precision)
 
     W, H = _starting_point(X, W, H, k, init, update_H, random_state, factor_dtype)
+    validated_x = X  # as the user gave it (checkpoints record its shape and dtype)
     if X.dtype not in chosen.native_x_dtypes:
         X = X.to(factor_dtype)
     x_max = float(X.max())
     problem = Problem(X=X, beta=beta, backend=chosen, eps_r=reconstruction_floor(x_max, factor_dtype), **penalties)
     solver_options = dict(inner_iter=inner_iter, extrapolate=extrapolate) if solver == "hals" else {}
-    result = solve(
-        problem, W, H, solver=solver, update_h=update_H, max_iter=max_iter, tol=tol,
-        check_every=check_every, verbose=verbose, solver_options=solver_options,
-    )
+    try:
+        result = solve(
+            problem, W, H, solver=solver, update_h=update_H, max_iter=max_iter, tol=tol,
+            check_every=check_every, verbose=verbose, solver_options=solver_options,
+            start_iteration=start_iteration, history=history,
+            on_check=None if on_check is None else (lambda current: on_check(current, validated_x)),
+        )
+    except FitInterrupted as interrupt:
+        interrupt.output = FitOutput(result=interrupt.result, kind=kind, n_components=k, beta=beta)
+        raise
     return FitOutput(result=result, kind=kind, n_components=k, beta=beta)
 
 

@@ -10,9 +10,12 @@ would otherwise stop the fit early.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 import torch
 
+from .errors import FitInterrupted, non_finite_error, out_of_memory_error
 from .losses import regularization_penalty
 from .ops import Backend
 from .safeguard import apply_factor_floor_
@@ -178,38 +181,60 @@ def solve(
     check_every: int = 10,
     verbose: int = 0,
     solver_options: dict | None = None,
+    start_iteration: int = 0,
+    history: list[float] | None = None,
+    on_check: Callable | None = None,
 ) -> SolverResult:
-    """Run ``solver`` from (W, H) for at most ``max_iter`` iterations; returns the last iterate.
+    """Run ``solver`` from (W, H) up to iteration ``max_iter``; returns the last iterate.
 
-    ``solver_options`` go to the solver (HALS: ``inner_iter``, ``extrapolate``)."""
+    ``solver_options`` go to the solver (HALS: ``inner_iter``, ``extrapolate``). A resumed fit passes the
+    ``start_iteration`` and ``history`` it stopped at. ``on_check(result)`` is called after every
+    evaluation of the objective with the iterate so far (checkpoints hook in there).
+
+    Raises :class:`FloatingPointError` as soon as an evaluation finds a non-finite objective (NaN/Inf in
+    the factors: no such iterate is ever returned), :class:`fastnmf.errors.FitInterrupted` (a
+    KeyboardInterrupt carrying the last complete iterate) on Ctrl-C, and an actionable MemoryError when
+    the GPU runs out of memory.
+    """
     iteration = _SOLVERS[solver](problem, update_w, update_h, **(solver_options or {}))
-    divergence, initial = problem.evaluate(W, H)
-    previous = initial
-    history = [initial]
+    divergence, current = problem.evaluate(W, H)
+    if not math.isfinite(current):
+        raise non_finite_error(start_iteration, start_iteration, current, problem.X, problem.beta)
+    history = list(history) if history else [current]
+    previous = history[-1]
+    result = SolverResult(W=W, H=H, n_iter=start_iteration, loss_history=history, final_divergence=divergence)
     progress = None
     if verbose:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=max_iter, desc=f"NMF {solver} ({problem.backend.name})", unit="it")
-        progress.set_postfix(loss=f"{initial:.6g}")
-    n_iter = evaluated_at = 0
+        progress = tqdm(total=max_iter, initial=start_iteration, desc=f"NMF {solver} ({problem.backend.name})", unit="it")
+        progress.set_postfix(loss=f"{previous:.6g}")
     try:
-        for n_iter in range(1, max_iter + 1):
+        for n_iter in range(start_iteration + 1, max_iter + 1):
             W, H = iteration.step(W, H)
             if progress is not None:
                 progress.update(1)
-            if n_iter % check_every == 0 or n_iter == max_iter:
-                divergence, current = problem.evaluate(W, H)
-                evaluated_at = n_iter
-                history.append(current)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{current:.6g}")
-                if previous <= 0.0 or (previous - current) / previous < tol:
-                    break
-                previous = current
+            if n_iter % check_every and n_iter != max_iter:
+                continue
+            divergence, current = problem.evaluate(W, H)
+            if not math.isfinite(current):
+                raise non_finite_error(result.n_iter, n_iter, current, problem.X, problem.beta)
+            history.append(current)
+            result = SolverResult(W=W, H=H, n_iter=n_iter, loss_history=history, final_divergence=divergence)
+            if on_check is not None:
+                on_check(result)
+            if progress is not None:
+                progress.set_postfix(loss=f"{current:.6g}")
+            if previous <= 0.0 or (previous - current) / previous < tol:
+                break
+            previous = current
+    except KeyboardInterrupt as interrupt:
+        # Between checks the iterate is complete but unevaluated; keep the last evaluated one (finite).
+        raise FitInterrupted(result) from interrupt
+    except torch.cuda.OutOfMemoryError as error:
+        k = W.shape[1]
+        raise out_of_memory_error(problem.X, k, problem.beta, problem.backend.name, W.element_size()) from error
     finally:
         if progress is not None:
             progress.close()
-    if evaluated_at != n_iter:
-        divergence, _ = problem.evaluate(W, H)
-    return SolverResult(W=W, H=H, n_iter=n_iter, loss_history=history, final_divergence=divergence)
+    return result
