@@ -4,17 +4,18 @@ Under the Triton interpreter (``TRITON_INTERPRET=1``) every function returns exa
 large tiles and queries no device: programs run one after another in Python, so fewer, larger programs
 are faster, and ``triton.autotune``/device queries would need a GPU driver (DESIGN.md §3).
 
-On a GPU the configs are heuristics of tile shape against the padded rank, plus a split of the streamed
-dimension (``split_m``) when the column tiles alone would leave most SMs idle. They are starting points,
-not measurements: ``python -m bench`` should replace them with measured choices (or ``triton.autotune``
-over a few of them) once it runs on an H100.
+On a GPU the tiles come from tables indexed by the padded rank and the dot precision, chosen from
+offline sm_90 compiles (``fastnmf.kernels.compile_check``: largest tile without register spills), plus a
+split of the streamed dimension (``split_m``) when the column tiles alone would leave most SMs idle. They
+are not timed yet: ``python -m bench`` on an H100 should confirm them or replace them (``triton.autotune``
+over a few neighbours is the obvious next step).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -25,6 +26,9 @@ __all__ = [
     "interpreting",
     "poison_outputs",
     "padded_rank",
+    "frobenius_tiles",
+    "beta_tiles",
+    "objective_tiles",
     "mu_frobenius_config",
     "mu_beta_config",
     "objective_config",
@@ -113,46 +117,93 @@ def _split_for_occupancy(device: torch.device, m: int, programs: int, block_m: i
     return max(1, min(triton.cdiv(target, programs), most))
 
 
-def mu_frobenius_config(m: int, n: int, k: int, device: torch.device) -> MUConfig:
+# GPU tiles were chosen from offline sm_90 compiles of every (padded rank, precision) pair (triton.compile to
+# a cubin, registers and stack read with cuobjdump): the largest tile that compiles without register spills.
+# They are not timed yet (no GPU was available); the benchmark should confirm or replace them.
+#
+# ``ieee`` fp32 dots run on FMA units, and Triton's FMA dot keeps whole operand slices in registers: the β
+# kernel's 64×64 tiles spill 5–12 KB per thread at ranks 32–64 ("REG:32 STACK:6152"), hence much smaller
+# tiles there. ``tf32``/``tf32x3`` dots run on tensor cores with operands in shared memory.
+
+
+def frobenius_tiles(k_pad: int, precision: str) -> MUConfig:
+    """GPU tiles of the Frobenius kernel (``split_m`` left at 1).
+
+    The rank tile stops at 64: at 128 every tile spills and needs 240–290 KB of shared memory with three
+    stages (the H100 has 227 KB). Spill-free: 64×128 tiles up to rank 32 (ieee ≤ 128 registers, tf32
+    ≤ 196), 64×64 above (ieee ≤ 156, tf32 ≤ 184, tf32x3 ≤ 246). tf32x3 at rank 32 takes 64×64: its three
+    MMAs per product spill 16 bytes at 64×128.
+    """
+    block_k = min(k_pad, 64)
+    block_n = 128 if block_k <= 16 or (block_k == 32 and precision != "tf32x3") else 64
+    return MUConfig(64, block_n, block_k, num_warps=8, num_stages=3)
+
+
+# (block_m, block_n, num_warps) of the β kernel by padded rank, per dot precision; the comment gives the
+# most registers (or spilled bytes) over the IS / β=2 / general variants with fp16 or fp32 X.
+_BETA_TILES = {
+    "ieee": {
+        16: (32, 64, 8),  # 180 registers
+        32: (32, 32, 8),  # 186 (32×64: 32 bytes of spills; 64×64: 5.5 KB)
+        64: (16, 16, 4),  # 184 (32×32: 32–184 bytes of spills)
+        128: (16, 16, 8),  # 182
+        256: (16, 16, 8),  # 8–24 bytes of spills, at the smallest tile tl.dot accepts
+        512: (16, 16, 8),  # 24–72 bytes of spills
+    },
+    "tf32": {
+        16: (64, 64, 8),  # 255
+        32: (32, 64, 8),  # 179 (64×64: 16–80 bytes of spills)
+        64: (32, 64, 8),  # 171
+        128: (32, 64, 8),  # ≤ 8 bytes of spills
+        256: (16, 16, 8),  # 254 (32×32: 56 bytes of spills)
+        512: (16, 16, 8),  # 650 bytes of spills: every tile spills at this rank
+    },
+    "tf32x3": {  # three MMAs per product: more registers than tf32
+        16: (64, 64, 8),  # 254
+        32: (32, 64, 8),  # ≤ 24 bytes of spills
+        64: (32, 32, 8),  # 234 (32×64: 24–104 bytes of spills)
+        128: (16, 32, 8),  # 254 (32×64: 144–368 bytes of spills)
+        256: (16, 32, 8),  # 464 bytes of spills: every tile spills at this rank
+        512: (16, 16, 8),
+    },
+}
+
+
+def beta_tiles(k_pad: int, precision: str) -> MUConfig:
+    """GPU tiles of the β kernel (the whole padded rank in one tile; ``split_m`` left at 1)."""
+    block_m, block_n, warps = _BETA_TILES[precision][min(max(k_pad, 16), MAX_BETA_RANK)]
+    return MUConfig(block_m, block_n, k_pad, num_warps=warps, num_stages=2)
+
+
+def objective_tiles(k_pad: int, precision: str) -> ObjectiveConfig:
+    """GPU tiles of the objective kernel: 64×64 over rank chunks of ≤ 32 with 8 warps compiles to ≤ 118
+    registers for ieee and ≤ 83 for tf32 (4 warps: 229 and 168)."""
+    return ObjectiveConfig(64, 64, min(k_pad, 32), num_warps=8, num_stages=2)
+
+
+def mu_frobenius_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:
     """Config of the fused Frobenius update of H (k×n) from X (m×n)."""
     k_pad = padded_rank(k)
     if interpreting():
         return MUConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, k_pad)
-    # The accumulator is BLOCK_K × BLOCK_N fp32 in registers; beyond 128 the rank is tiled over programs
-    # (X is then streamed once per rank tile — rare: NMF ranks are mostly ≤ 128).
-    block_k = min(k_pad, 128)
-    block_n = 64 if block_k <= 64 else 32
-    block_m = 64
-    programs = triton.cdiv(n, block_n) * triton.cdiv(k, block_k)
-    split = _split_for_occupancy(device, m, programs, block_m)
-    return MUConfig(block_m, block_n, block_k, split, num_warps=4 if block_k <= 64 else 8, num_stages=3)
+    tiles = frobenius_tiles(k_pad, precision)
+    programs = triton.cdiv(n, tiles.block_n) * triton.cdiv(k, tiles.block_k)
+    return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m))
 
 
-def mu_beta_config(m: int, n: int, k: int, device: torch.device) -> MUConfig:
-    """Config of the fused KL / general-β update of H (the whole padded rank in one tile)."""
+def mu_beta_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:
+    """Config of the fused KL / general-β update of H."""
     k_pad = padded_rank(k)
     if interpreting():
         return MUConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, k_pad)
-    # Registers per program ≈ K_PAD·BLOCK_N (H_j) + 2·K_PAD·BLOCK_N (accumulators) + BLOCK_M·K_PAD (W_i):
-    # shrink the tiles as the rank grows so that they stay ≈ 16–24 K fp32 over 4–8 warps.
-    if k_pad <= 32:
-        block_m, block_n, warps = 64, 64, 4
-    elif k_pad <= 64:
-        block_m, block_n, warps = 64, 64, 8
-    elif k_pad <= 128:
-        block_m, block_n, warps = 32, 64, 8
-    elif k_pad <= 256:
-        block_m, block_n, warps = 32, 32, 8
-    else:
-        block_m, block_n, warps = 16, 16, 8
-    programs = triton.cdiv(n, block_n)
-    split = _split_for_occupancy(device, m, programs, block_m)
-    return MUConfig(block_m, block_n, k_pad, split, num_warps=warps, num_stages=2)
+    tiles = beta_tiles(k_pad, precision)
+    programs = triton.cdiv(n, tiles.block_n)
+    return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m))
 
 
-def objective_config(m: int, n: int, k: int, device: torch.device) -> ObjectiveConfig:
+def objective_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> ObjectiveConfig:
     """Config of the tiled β-divergence kernel."""
     k_pad = padded_rank(k)
     if interpreting():
         return ObjectiveConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, min(k_pad, 128))
-    return ObjectiveConfig(64, 64, min(k_pad, 64), num_warps=4, num_stages=2)
+    return objective_tiles(k_pad, precision)

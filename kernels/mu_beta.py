@@ -37,6 +37,7 @@ from .tile_ops import mu_epilogue, pow_nonnegative, pow_positive, tile_pointers
 
 __all__ = ["mu_beta_update_h", "mu_beta_cost"]
 
+
 @triton.jit
 def _mu_beta_h_kernel(
     X, W, H, OUT, NUM_WS, DEN_WS,
@@ -180,7 +181,7 @@ def mu_beta_update_h(
     out = new_output(H)
     if n == 0:
         return out
-    cfg = config or mu_beta_config(m, n, k, X.device)
+    cfg = config or mu_beta_config(m, n, k, X.device, precision)
     if cfg.block_k < k:
         raise ValueError(f"{op}: config.block_k = {cfg.block_k} must cover the whole rank k = {k} (W {tuple(W.shape)}).")
     case = beta_case(beta)

@@ -113,7 +113,7 @@ def factorization_divergence(
     beta, eps_r = check_scalar(op, "beta", beta), check_scalar(op, "eps_r", eps_r)
     if m == 0 or n == 0:
         return torch.zeros((), dtype=torch.float64, device=X.device)
-    cfg = config or objective_config(m, n, k, X.device)
+    cfg = config or objective_config(m, n, k, X.device, precision)
     case = beta_case(beta)
     grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n))
     partials = new_workspace(grid[0] * grid[1], device=X.device, dtype=torch.float64)
