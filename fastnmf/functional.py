@@ -15,6 +15,7 @@ from .init import INIT_NAMES, default_init, initialize
 from .losses import parse_beta_loss
 from .ops import BACKEND_NAMES, PRECISIONS, resolve_backend
 from .safeguard import apply_factor_floor_, reconstruction_floor
+from .scaling import choose_scaling
 from .solvers import SOLVER_NAMES, Problem, SolverResult, solve
 from .validation import InputKind, as_tensor, check_choice, check_factor, check_int, check_real
 
@@ -116,49 +117,55 @@ def fit_factorization(
         raise ValueError(f"Invalid update_H={update_H!r}: expected True or False.")
 
     X, kind = as_tensor(X, "X", device=device)
+    validated_x = X  # as the user gave it (checkpoints record its shape and dtype)
     n_samples, n_features = X.shape
     k = _resolve_n_components(n_components, W, H, init, update_H, n_features)
     penalties = _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features)
     factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
     chosen = resolve_backend(backend, X.device, precision)
 
-    W, H = _starting_point(X, W, H, k, init, update_H, random_state, factor_dtype)
-    validated_x = X  # as the user gave it (checkpoints record its shape and dtype)
+    scaling = choose_scaling(float(X.max()), beta)
+    X = scaling.data(X)
+    W, H = _starting_point(X, W, H, k, init, update_H, random_state, factor_dtype, scaling)
     if X.dtype not in chosen.native_x_dtypes:
         X = X.to(factor_dtype)
-    x_max = float(X.max())
-    problem = Problem(X=X, beta=beta, backend=chosen, eps_r=reconstruction_floor(x_max, factor_dtype), **penalties)
+    eps_r = reconstruction_floor(float(X.max()), factor_dtype)
+    problem = Problem(X=X, beta=beta, backend=chosen, eps_r=eps_r, **scaling.penalties(**penalties))
     solver_options = dict(inner_iter=inner_iter, extrapolate=extrapolate) if solver == "hals" else {}
+    if history is not None:
+        history = [scaling.objective_in(value) for value in history]
+    report = None if on_check is None else (lambda current: on_check(scaling.result_out(current), validated_x))
     try:
         result = solve(
             problem, W, H, solver=solver, update_h=update_H, max_iter=max_iter, tol=tol,
             check_every=check_every, verbose=verbose, solver_options=solver_options,
-            start_iteration=start_iteration, history=history,
-            on_check=None if on_check is None else (lambda current: on_check(current, validated_x)),
+            start_iteration=start_iteration, history=history, on_check=report,
         )
     except FitInterrupted as interrupt:
-        interrupt.output = FitOutput(result=interrupt.result, kind=kind, n_components=k, beta=beta)
+        output = FitOutput(result=scaling.result_out(interrupt.result), kind=kind, n_components=k, beta=beta)
+        interrupt.output = output
         raise
-    return FitOutput(result=result, kind=kind, n_components=k, beta=beta)
+    return FitOutput(result=scaling.result_out(result), kind=kind, n_components=k, beta=beta)
 
 
-def _starting_point(X, W, H, k, init, update_H, random_state, dtype):
+def _starting_point(X, W, H, k, init, update_H, random_state, dtype, scaling):
+    """Initial (W, H) for the (already rescaled) X; user-given factors are validated and rescaled."""
     m, n = X.shape
     if not update_H:
         # H is fixed (transform): W starts from the custom W or from scikit-learn's constant start.
         if H is None:
             raise ValueError("update_H=False needs the fixed H (n_components × n_features).")
-        H = check_factor(H, "H", (k, n), X, dtype)
+        H = scaling.factor_in(check_factor(H, "H", (k, n), X, dtype))
         if init == "custom" and W is not None:
-            W = check_factor(W, "W", (m, k), X, dtype)
+            W = scaling.factor_in(check_factor(W, "W", (m, k), X, dtype))
         else:
             avg = (float(X.mean(dtype=torch.float64)) / k) ** 0.5
             W = torch.full((m, k), avg, dtype=dtype, device=X.device)
     elif init == "custom" or (init is None and W is not None and H is not None):
         if W is None or H is None:
             raise ValueError("init='custom' needs both W (n_samples × n_components) and H (n_components × n_features).")
-        W = check_factor(W, "W", (m, k), X, dtype)
-        H = check_factor(H, "H", (k, n), X, dtype)
+        W = scaling.factor_in(check_factor(W, "W", (m, k), X, dtype))
+        H = scaling.factor_in(check_factor(H, "H", (k, n), X, dtype))
     else:
         if W is not None or H is not None:
             warnings.warn(
