@@ -122,7 +122,7 @@ def fit_factorization(
     k = _resolve_n_components(n_components, W, H, init, update_H, n_features)
     penalties = _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features)
     factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
-    chosen = resolve_backend(backend, X.device, precision)
+    chosen = resolve_backend(backend, X.device, precision, X.dtype)
 
     scaling = choose_scaling(float(X.max()), beta)
     X = scaling.data(X)

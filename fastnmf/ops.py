@@ -67,9 +67,12 @@ def _triton_backend(precision: str) -> Backend:
     return backend_triton.make_backend(precision)
 
 
-def resolve_backend(name: str, device: torch.device, precision: str = "ieee") -> Backend:
-    """``"auto"``: Triton for CUDA data when Triton imports, else torch. ``"triton"`` on a CPU tensor needs
-    the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf is imported).
+def resolve_backend(
+    name: str, device: torch.device, precision: str = "ieee", dtype: torch.dtype = torch.float32
+) -> Backend:
+    """``"auto"``: Triton for CUDA data in float32/float16/bfloat16 when Triton imports, else torch
+    (float64 data keeps float64 factors, which only the torch backend computes). ``"triton"`` on a CPU
+    tensor needs the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf is imported).
 
     ``precision`` is the precision of the Triton kernels' matrix products (``"ieee"`` fp32, ``"tf32"``,
     ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
@@ -81,9 +84,14 @@ def resolve_backend(name: str, device: torch.device, precision: str = "ieee") ->
     if name == "torch":
         return TORCH_BACKEND
     if name == "auto":
-        if device.type == "cuda" and triton_available():
+        if device.type == "cuda" and dtype != torch.float64 and triton_available():
             return _triton_backend(precision)
         return TORCH_BACKEND
+    if dtype == torch.float64:
+        raise TypeError(
+            "backend='triton' computes with float32 factors, but X is float64. Pass float32 data "
+            "(X.astype(np.float32) or X.float()), or use backend='torch' to keep float64."
+        )
     if not triton_available():
         raise RuntimeError("backend='triton' needs the 'triton' package (Linux only): pip install triton.")
     if device.type != "cuda" and not _interpreting():

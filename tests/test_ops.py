@@ -17,6 +17,14 @@ def test_triton_on_cpu_without_the_interpreter_says_how_to_get_one(monkeypatch):
         ops.resolve_backend("triton", torch.device("cpu"))
 
 
+def test_float64_data_stays_on_the_torch_backend():
+    # The Triton kernels compute with float32 factors: "auto" keeps float64 data on torch, and an explicit
+    # "triton" says what to do instead of silently changing the dtype.
+    assert ops.resolve_backend("auto", torch.device("cpu"), dtype=torch.float64).name == "torch"
+    with pytest.raises(TypeError, match="backend='triton' computes with float32 factors, but X is float64"):
+        ops.resolve_backend("triton", torch.device("cpu"), dtype=torch.float64)
+
+
 def test_unknown_backend_and_precision():
     with pytest.raises(ValueError, match="Invalid backend 'jax'"):
         ops.resolve_backend("jax", torch.device("cpu"))
