@@ -149,3 +149,15 @@ def test_same_seed_is_bit_identical_across_processes():
     X = np.abs(np.random.RandomState(0).randn(60, 20)).astype(np.float32)
     here = NMF(4, solver="mu", beta_loss=1, max_iter=50, random_state=7).fit_transform(X)
     assert hashlib.sha256(here.tobytes()).hexdigest() == runs[0].split()[0]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler", "itakura-saito", 0.5, 3.0])
+@pytest.mark.parametrize("magnitude", [65000.0, 6e-8], ids=["near-fp16-max", "near-fp16-subnormal"])
+def test_float16_data_at_the_edges_of_its_range_gives_finite_factors(backend, beta_loss, magnitude):
+    g = torch.Generator().manual_seed(0)
+    X = (magnitude * (0.5 + 0.5 * torch.rand(24, 10, generator=g))).half()
+    assert bool(torch.isfinite(X).all())
+    W = NMF(3, solver="mu", beta_loss=beta_loss, backend=backend, max_iter=20, tol=0.0, init="random",
+            random_state=0).fit_transform(X)
+    assert W.dtype == torch.float32 and bool(torch.isfinite(W).all()) and bool((W >= 0).all())
