@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import FitInterrupted
@@ -39,10 +40,11 @@ def _resolve_n_components(n_components, W, H, init, update_H, n_features) -> int
         if n_components != "auto":
             raise ValueError(f"Invalid n_components={n_components!r}: expected 'auto', None or an integer >= 1.")
         uses_custom = (init == "custom" or (init is None and W is not None and H is not None)) or not update_H
-        if uses_custom and H is not None:
-            return int(H.shape[0])
-        if uses_custom and W is not None:
-            return int(W.shape[1])
+        # np.shape: the factors are not validated yet (lists, arrays and tensors all have a shape here).
+        if uses_custom and H is not None and len(np.shape(H)) == 2:
+            return int(np.shape(H)[0])
+        if uses_custom and W is not None and len(np.shape(W)) == 2:
+            return int(np.shape(W)[1])
         return n_features
     return check_int(n_components, "n_components", minimum=1)
 
