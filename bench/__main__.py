@@ -21,7 +21,7 @@ import torch
 __all__ = ["main"]
 
 # Device-wide probes per preset: a 1 GiB read and a 2048³ GEMM take about a second on a 2-core CPU.
-_DEVICE_PROBES = {"tiny": (64 << 20, 256), "cpu": (1 << 30, 2048), "gpu": (4 << 30, 8192)}
+_DEVICE_PROBES = {"tiny": (16 << 20, 128), "cpu": (1 << 30, 2048), "gpu": (4 << 30, 8192)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, help="timed seconds per provider and problem (default: the problem's own)")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (default 1)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda where available)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each run, wait up to SECONDS for other processes to leave the CPU idle "
+                        "(shared machines; default 0: do not wait)")
     parser.add_argument("--out", help="write one JSON object per (provider, problem) to this file (JSON lines)")
     parser.add_argument("--table", help="also write the markdown table to this file")
     parser.add_argument("--plot", nargs="?", const="", metavar="DIR",
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if load and load[0] > 0.5 * (os.cpu_count() or 1):
         print(f"[bench] warning: load average {load[0]} on {os.cpu_count()} cores — other work will skew the times",
               file=sys.stderr)
-    settings = Settings(budget_scale=args.budget_scale, budget_override=args.budget)
+    settings = Settings(budget_scale=args.budget_scale, budget_override=args.budget, wait_quiet_s=args.wait_quiet)
     records: list[dict] = []
     interrupted = False
     if args.out:

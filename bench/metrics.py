@@ -12,7 +12,9 @@
 - per-call overhead: least squares ``chunk seconds = a + b · iterations`` over the chunks; ``a`` is what
   one call into the provider costs beyond its iterations (validation, its own loss checks);
 - flags: ``nan`` (a non-finite loss), ``loss-increased`` (a rise of more than 1e-6 relative between
-  two evaluations — MU, HALS and CD all guarantee a non-increasing loss in exact arithmetic).
+  two evaluations — MU, HALS and CD all guarantee a non-increasing loss in exact arithmetic),
+  ``busy-machine`` (other processes kept more than ``BUSY_CORES`` cores busy during the timed chunks:
+  the times are not this provider's alone).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["TARGETS", "summarize"]
 
 TARGETS = (1.01, 1.001)
 INCREASE_TOLERANCE = 1e-6
+BUSY_CORES = 0.25
 
 
 def _weighted_quantiles(values, weights, quantiles) -> list[float]:
@@ -96,6 +99,8 @@ def _run_metrics(run, problem, best: float, flops: int, limits: dict) -> dict:
     out["compute"] = {"flops_per_iter": flops, "tflops": tflops, "fraction_of_gemm_probe": tflops / gemm_limit}
     out["call_overhead_s"] = _overhead(run.chunk_seconds, run.chunk_iters)
     flags, rise = _flags(run.losses, problem.initial_loss)
+    if run.foreign_cores is not None and run.foreign_cores > BUSY_CORES:
+        flags.append("busy-machine")
     out["flags"] = flags + (["interrupted"] if run.status == "interrupted" else [])
     out["max_relative_loss_increase"] = rise
     out["trace"] = [[float(t), int(i), float(x)] for t, i, x in
@@ -155,6 +160,8 @@ def summarize(result, environment: dict) -> list[dict]:
             "peak_memory_method": run.memory_method,
             "warmup_iters": run.warmup_iters,
             "setup_s": run.setup_s,
+            "foreign_cpu_cores": run.foreign_cores,
+            "waited_for_quiet_s": run.waited_s,
         }
         record.pop("device_limits", None)
         if run.losses:

@@ -27,6 +27,7 @@ from .clock import make_memory_meter, make_timer, release_freed_memory
 from .costs import x_stream_bytes
 from .environment import load_average
 from .loss import loss_floor, shared_loss
+from .machine import CpuCounter, wait_until_quiet
 from .probes import problem_limits
 from .providers import Provider, Skipped, plan
 
@@ -41,6 +42,7 @@ class Settings:
     probe_repeats: int = 5
     budget_scale: float = 1.0  # multiplies every problem's budget (--budget-scale)
     budget_override: float | None = None  # --budget: the same budget for every problem
+    wait_quiet_s: float = 0.0  # --wait-quiet: wait up to this long for other processes to go idle
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Run:
     peak_memory_bytes: int | None = None
     warmup_iters: int = 0
     setup_s: float = 0.0  # untimed: building the session and its first start
+    waited_s: float = 0.0  # for the machine to go quiet before the run
+    foreign_cores: float | None = None  # cores other processes kept busy during the timed chunks
     chunk_seconds: list = field(default_factory=list)
     chunk_iters: list = field(default_factory=list)
     losses: list = field(default_factory=list)  # shared loss after each chunk
@@ -110,6 +114,8 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     """Fill ``run`` with the chunk times and losses of ``provider`` on ``data`` (modifies ``run`` as it
     goes, so that an exception or Ctrl-C leaves what was measured)."""
     spec = data.spec
+    if settings.wait_quiet_s > 0:
+        run.waited_s = wait_until_quiet(settings.wait_quiet_s)
     started = time.perf_counter()
     warmup = min(settings.warmup_iters, spec.max_iter)
     session = provider.open(data)
@@ -132,10 +138,14 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     session.start(data.W0, data.H0)
     _sync(session.device)
     run.setup_s = time.perf_counter() - started
+    others = CpuCounter()
     n, elapsed, done = 1, 0.0, 0
     while True:
         meter.before_chunk()
+        others.start()
         seconds = timer(lambda: session.advance(n))
+        others.stop()
+        run.foreign_cores = others.cores()
         meter.after_chunk()
         run.peak_memory_bytes = meter.result()
         elapsed += seconds

@@ -64,20 +64,21 @@ def test_json_schema(tiny_run):
             continue
         assert r["status"] == "ok", r["reason"]
         assert MEASURED <= r.keys()
-        assert r["iterations"] == r["problem"]["max_iter"] == 20  # the tiny preset's fixed count
+        assert r["iterations"] == r["problem"]["max_iter"] == 12  # the tiny preset's fixed count
         assert r["provider"]["same_start"] is True
         t = r["time_per_iter_s"]
         assert 0 < t["p20"] <= t["median"] <= t["p80"]
         assert set(r["time_to_target_s"]) == {"1.01", "1.001"}
         trace = r["trace"]
-        assert len(trace) == r["chunks"] and trace[-1][1] == 20
+        assert len(trace) == r["chunks"] and trace[-1][1] == 12
         losses = [loss for _, _, loss in trace]
         assert all(math.isfinite(x) for x in losses)
         assert losses[-1] == pytest.approx(r["final_loss"])
         assert r["problem"]["best_loss"] <= r["final_loss"]
-        assert r["flags"] == []  # MU never increases the loss
+        assert set(r["flags"]) <= {"busy-machine"}  # MU never increases the loss; the machine may be shared
         assert r["x_stream"]["bytes_per_iter"] == 2 * r["problem"]["m"] * r["problem"]["n"] * 4
         assert r["compute"]["flops_per_iter"] > 0 and r["peak_memory_method"]
+        assert r["foreign_cpu_cores"] is None or r["foreign_cpu_cores"] >= 0
 
 
 def test_triton_provider_is_skipped_on_a_cpu(tiny_run):
