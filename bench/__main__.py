@@ -7,6 +7,7 @@ Examples::
     python -m bench --shape 8000 4000 64 --beta 1 --budget 20
     python -m bench --providers fastnmf-torch,sklearn/cd --problems 'digits-*'
     python -m bench --list                           # what would run here, and what is skipped and why
+    python -m bench --from a.jsonl --from b.jsonl --table t.md --plot plots/   # report saved results
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="write loss_vs_time.png and time_per_iter_vs_k.png into DIR "
                         "(default: the folder of --out, else the current folder)")
     parser.add_argument("--list", action="store_true", help="list the problems and providers, then exit")
+    parser.add_argument("--from", dest="sources", action="append", metavar="JSONL",
+                        help="run nothing: print (and --table/--plot) the records of earlier runs (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -86,8 +89,36 @@ def _list(specs, device, patterns) -> None:
             print(f"    skip  {skip.name}: {skip.reason}")
 
 
+def _output(records: list[dict], args, title: str) -> None:
+    from .plots import write_plots
+    from .report import markdown
+
+    table = markdown(records, title)
+    print(table)
+    if args.table:
+        with open(args.table, "w", encoding="utf-8") as out:
+            out.write(table)
+    if args.plot is not None and records:
+        folder = args.plot or (os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd())
+        for path in write_plots(records, folder):
+            print(f"[bench] wrote {path}", file=sys.stderr)
+
+
+def _report_saved(args) -> int:
+    import json
+
+    records = []
+    for path in args.sources:
+        with open(path, encoding="utf-8") as lines:
+            records += [json.loads(line) for line in lines if line.strip()]
+    _output(records, args, "fastnmf benchmark")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.sources:
+        return _report_saved(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset_name = args.preset or ("gpu" if device.type == "cuda" else "cpu")
     specs = _specs(args, device, preset_name)
@@ -101,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .environment import describe
     from .metrics import summarize
-    from .plots import write_plots
     from .probes import device_limits
-    from .report import markdown, write_jsonl
+    from .report import write_jsonl
     from .runner import Interrupted, Settings, planned_runs, run_problem
 
     environment = describe(device)
@@ -142,16 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         progress.close()
 
-    title = "fastnmf benchmark" + (" (interrupted: partial results)" if interrupted else "")
-    table = markdown(records, title)
-    print(table)
-    if args.table:
-        with open(args.table, "w", encoding="utf-8") as out:
-            out.write(table)
-    if args.plot is not None and records:
-        folder = args.plot or (os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd())
-        for path in write_plots(records, folder):
-            print(f"[bench] wrote {path}", file=sys.stderr)
+    _output(records, args, "fastnmf benchmark" + (" (interrupted: partial results)" if interrupted else ""))
     return 130 if interrupted else 0
 
 

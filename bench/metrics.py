@@ -143,6 +143,7 @@ def summarize(result, environment: dict) -> list[dict]:
         "max_iter": spec.max_iter, "initial_loss": result.initial_loss, "best_loss": best,
         "targets": {f"{t:g}": t * best for t in TARGETS}, "flops_formula": flops_source,
         "load_average_at_start": result.load_average,
+        "started_at": result.started_at,
     }
     records = []
     for run in result.runs:

@@ -85,6 +85,7 @@ def _problem_header(record: dict) -> list[str]:
         "",
         f"{p['m']} × {p['n']}, k = {p['k']}, β = {p['beta']:g} ({p['loss']}), {fmt} "
         f"(density {p['density']:.3g}); {p['origin']}. Budget {p['budget_s']:g} s of timed iterations per provider.",
+        f"Measured {p.get('started_at') or record['timestamp']}, load average at start {p.get('load_average_at_start')}. "
         f"Initial loss {_g(p['initial_loss'], 5)}, best loss reached {_g(p['best_loss'], 6)}. "
         f"Limits measured in this run: read X once {_g(lim['read_x_gbps'])} GB/s; fp32 GEMM "
         f"{_g(lim['gemm_tflops_wtx'])} (WᵀX) / {_g(lim['gemm_tflops_xht'])} (XHᵀ) / "

@@ -15,6 +15,7 @@ Ctrl-C stops everything: the interrupted run keeps what it measured, and the cal
 
 from __future__ import annotations
 
+import datetime
 import math
 import sys
 import time
@@ -80,6 +81,7 @@ class ProblemResult:
     budget_s: float
     limits: dict
     load_average: list | None = None  # of the machine when the problem started: others' work skews times
+    started_at: str = ""
     runs: list = field(default_factory=list)
 
 
@@ -180,6 +182,7 @@ def run_problem(spec, device: torch.device, patterns, settings: Settings, progre
         budget_s=_budget(spec, settings),
         limits=problem_limits(data.X, spec.k, settings.probe_repeats),
         load_average=load,
+        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         runs=[_skipped_run(s) for s in skipped],
     )
     try:

@@ -101,6 +101,14 @@ def test_markdown_table(tiny_run):
     assert all(row.count("|") == len(COLUMNS) + 1 for row in rows)
 
 
+def test_saved_results_are_reported_again(tiny_run, capsys):
+    _, _, table, folder = tiny_run
+    capsys.readouterr()
+    assert main(["--from", str(folder / "results.jsonl")]) == 0
+    again = capsys.readouterr().out
+    assert again.count("| " + " | ".join(COLUMNS) + " |") == table.count("| " + " | ".join(COLUMNS) + " |")
+
+
 def test_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--help"])
