@@ -105,7 +105,7 @@ def _plot_loss(model: NMF, path: Path) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("objective")
     ax.set_yscale("log")
-    ax.set_title(f"fastnmf MU, beta_loss={model.beta_loss}")
+    ax.set_title(f"fastnmf, solver={model.solver}, beta_loss={model.beta_loss}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
