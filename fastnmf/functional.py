@@ -18,6 +18,7 @@ from .ops import BACKEND_NAMES, PRECISIONS, resolve_backend
 from .safeguard import apply_factor_floor_, reconstruction_floor
 from .scaling import choose_scaling
 from .solvers import SOLVER_NAMES, Problem, SolverResult, solve
+from .sparse import SparseMatrix
 from .validation import InputKind, as_tensor, check_choice, check_factor, check_int, check_real
 
 __all__ = ["non_negative_factorization", "fit_factorization", "FitOutput"]
@@ -124,7 +125,8 @@ def fit_factorization(
     k = _resolve_n_components(n_components, W, H, init, update_H, n_features)
     penalties = _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features)
     factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
-    chosen = resolve_backend(backend, X.device, precision, X.dtype)
+    layout = "sparse" if isinstance(X, SparseMatrix) else "dense"
+    chosen = resolve_backend(backend, X.device, precision, X.dtype, data=layout)
 
     scaling = choose_scaling(float(X.max()), beta)
     X = scaling.data(X)

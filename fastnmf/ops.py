@@ -2,7 +2,9 @@
 
 Solvers only see a :class:`Backend`: ``mu_update_h``/``mu_update_w``, ``hals_update_h``/``hals_update_w``
 and ``objective``. A W update is always the H update of the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ`` (views, no
-copies), so a backend implements each H update once.
+copies), so a backend implements each H update once. The data handed to a backend is what validation made
+of X: a dense tensor, a :class:`fastnmf.sparse.SparseMatrix`, or a :class:`fastnmf.weights.WeightedMatrix`
+(X with entry weights); each has ``.T``, and each has its own backend.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Callable
 
 import torch
 
-from . import backend_torch
+from . import backend_sparse, backend_torch
 
-__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "resolve_backend", "triton_available"]
+__all__ = ["Backend", "BACKEND_NAMES", "DATA_LAYOUTS", "PRECISIONS", "resolve_backend", "triton_available"]
 
 BACKEND_NAMES = ("auto", "torch", "triton")
 
@@ -43,6 +45,9 @@ class Backend:
 
 
 TORCH_BACKEND = Backend("torch", backend_torch.mu_update_h, backend_torch.objective)
+SPARSE_BACKEND = Backend("torch-sparse", backend_sparse.mu_update_h, backend_sparse.objective,
+                         hals_update_h=backend_sparse.hals_update_h)
+DATA_LAYOUTS = ("dense", "sparse", "weighted")
 
 
 def _interpreting() -> bool:
@@ -67,12 +72,24 @@ def _triton_backend(precision: str) -> Backend:
     return backend_triton.make_backend(precision)
 
 
+def _weighted_backend() -> Backend:
+    from . import backend_weighted  # imports fastnmf.weights, which imports the validation layer
+
+    return backend_weighted.BACKEND
+
+
 def resolve_backend(
-    name: str, device: torch.device, precision: str = "ieee", dtype: torch.dtype = torch.float32
+    name: str, device: torch.device, precision: str = "ieee", dtype: torch.dtype = torch.float32,
+    data: str = "dense",
 ) -> Backend:
     """``"auto"``: Triton for CUDA data in float32/float16/bfloat16 when Triton imports, else torch
     (float64 data keeps float64 factors, which only the torch backend computes). ``"triton"`` on a CPU
     tensor needs the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf is imported).
+
+    ``data``: ``"dense"`` (a tensor), ``"sparse"`` (a :class:`fastnmf.sparse.SparseMatrix`) or
+    ``"weighted"`` (a :class:`fastnmf.weights.WeightedMatrix`). Sparse and weighted data always run on
+    their torch backends (CPU or CUDA): there are no Triton kernels for them yet, so ``"auto"`` picks the
+    torch backend and an explicit ``"triton"`` is an error rather than a silent change of backend.
 
     ``precision`` is the precision of the Triton kernels' matrix products (``"ieee"`` fp32, ``"tf32"``,
     ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
@@ -81,6 +98,16 @@ def resolve_backend(
         raise ValueError(f"Invalid backend {name!r}: expected one of {list(BACKEND_NAMES)}.")
     if precision not in PRECISIONS:
         raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISIONS)}.")
+    if data not in DATA_LAYOUTS:
+        raise ValueError(f"Invalid data layout {data!r}: expected one of {list(DATA_LAYOUTS)}.")
+    if data != "dense":
+        if name == "triton":
+            what = "sparse X" if data == "sparse" else "entry weights or missing values"
+            raise ValueError(
+                f"backend='triton' has no kernels for {what} yet; use backend='auto' or 'torch' (the sparse "
+                "and weighted torch backends run on CPU and CUDA)."
+            )
+        return SPARSE_BACKEND if data == "sparse" else _weighted_backend()
     if name == "torch":
         return TORCH_BACKEND
     if name == "auto":

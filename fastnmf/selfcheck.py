@@ -4,7 +4,8 @@
     python -m fastnmf.selfcheck --examples 200 --triton     # the Triton backend (interpreted on a CPU)
 
 Each example draws a shape (1×1, tall, wide, k ≥ min(m, n)), a container and dtype (numpy float64,
-float32, int64; torch float32, float64, float16, bfloat16; scipy CSR), magnitudes from 1e-30 to 1e30,
+float32, int64; torch float32, float64, float16, bfloat16; scipy CSR, CSC, COO; torch sparse COO, CSR),
+magnitudes from 1e-30 to 1e30,
 exact zeros, zero rows and columns, a β, a solver and an init. The property: either the documented
 error for that case (a ValueError/TypeError with a message), or finite non-negative factors of the right
 shape and dtype; the input is never modified; and in float64 the objective of MU and HALS never increases.
@@ -31,7 +32,11 @@ from .losses import parse_beta_loss
 __all__ = ["FitCase", "fit_cases", "check_case", "main"]
 
 CONTAINERS = ("numpy-float64", "numpy-float32", "numpy-int64", "torch-float32", "torch-float64",
-              "torch-float16", "torch-bfloat16", "scipy-csr")
+              "torch-float16", "torch-bfloat16", "scipy-csr", "scipy-csc", "scipy-coo", "torchsparse-coo",
+              "torchsparse-csr")
+# Containers whose data is float64 (the objective of MU and HALS is checked for monotonicity on them).
+_FLOAT64 = ("numpy-float64", "torch-float64", "scipy-csr", "scipy-csc", "scipy-coo", "torchsparse-coo",
+            "torchsparse-csr")
 BETAS = ("frobenius", "kullback-leibler", "itakura-saito", 0.5, 1.5, 3.0)
 SOLVERS = ("auto", "mu", "hals")
 INITS = (None, "random", "nndsvd", "nndsvda", "nndsvdar")
@@ -91,7 +96,13 @@ def build_data(case: FitCase):
     if library == "numpy":
         return X.astype(dtype)
     if library == "scipy":
-        return sp.csr_matrix(X)
+        return sp.coo_matrix(X).asformat(dtype)
+    if library == "torchsparse":
+        # From COO coordinates (never through a dense tensor): the layouts fastnmf reads directly.
+        coo = sp.coo_matrix(X)
+        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        tensor = torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), X.shape, check_invariants=False).coalesce()
+        return tensor if dtype == "coo" else tensor.to_sparse_csr()
     return torch.from_numpy(X).to(getattr(torch, dtype))
 
 
@@ -101,9 +112,7 @@ def expected_error(case: FitCase, X):
     beta = parse_beta_loss(case.beta_loss)
     if case.solver == "hals" and beta != 2.0:
         return ValueError, r"solver='hals' minimizes the Frobenius loss only"
-    if case.container == "scipy-csr":
-        return TypeError, r"Sparse input .* not supported yet"
-    if isinstance(X, torch.Tensor) and not bool(torch.isfinite(X).all()):
+    if isinstance(X, torch.Tensor) and X.layout == torch.strided and not bool(torch.isfinite(X).all()):
         return ValueError, r"Input X contains NaN or infinity"  # too large for float16: stored as inf
     if case.backend == "triton" and case.container in ("numpy-float64", "torch-float64", "numpy-int64"):
         return TypeError, r"backend='triton' computes with float32 factors, but X is float64"
@@ -121,6 +130,10 @@ def _snapshot(X):
 
 
 def _unchanged(before, after) -> bool:
+    if isinstance(after, torch.Tensor) and after.layout != torch.strided:
+        # Compare what is stored (indices and values), never a dense copy.
+        before, after = before.to_sparse_coo().coalesce(), after.to_sparse_coo().coalesce()
+        return torch.equal(before.indices(), after.indices()) and torch.equal(before.values(), after.values())
     if isinstance(after, torch.Tensor):
         return torch.equal(before, after)
     if sp.issparse(after):
@@ -132,7 +145,9 @@ def _output_dtype(case: FitCase):
     library, dtype = case.container.split("-")
     if library == "numpy":
         return np.float32 if dtype == "float32" else np.float64
-    return torch.float64 if dtype == "float64" else torch.float32
+    if library == "scipy":
+        return np.float64
+    return torch.float64 if dtype == "float64" or library == "torchsparse" else torch.float32
 
 
 def check_case(case: FitCase) -> str:
@@ -140,7 +155,7 @@ def check_case(case: FitCase) -> str:
     X = build_data(case)
     before = _snapshot(X)
     error_type, pattern = expected_error(case, X)
-    monotone = case.container in ("numpy-float64", "torch-float64") and case.solver != "auto"
+    monotone = case.container in _FLOAT64 and case.solver != "auto"
     # The Triton backend computes on the GPU where there is one (else interpreted on the CPU).
     device = "cuda" if case.backend == "triton" and torch.cuda.is_available() else None
     try:
@@ -176,7 +191,7 @@ def _check_monotone(case: FitCase, X) -> None:
     from .estimator import NMF
 
     beta = parse_beta_loss(case.beta_loss)
-    values = X.numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    values = _stored_values(X)
     if beta <= 0.0 and bool(values.min() <= 0):
         return
     model = NMF(case.k, init=case.init, solver=case.solver, beta_loss=case.beta_loss, max_iter=case.max_iter,
@@ -188,6 +203,18 @@ def _check_monotone(case: FitCase, X) -> None:
         assert current <= previous + 1e-9 * abs(previous) + rounding, (
             f"{case}: objective increased at iteration {step}: {previous!r} -> {current!r}"
         )
+
+
+def _stored_values(X) -> np.ndarray:
+    """The entries of X that matter for the bounds of :func:`_check_monotone`: all of a dense X; the
+    stored values of a sparse X, plus one 0 when some entry is not stored (never a dense copy)."""
+    if sp.issparse(X):
+        stored, total = np.asarray(X.tocoo().data), X.shape[0] * X.shape[1]
+    elif isinstance(X, torch.Tensor) and X.layout != torch.strided:
+        stored, total = X.to_sparse_coo().coalesce().values().numpy(), X.shape[0] * X.shape[1]
+    else:
+        return X.numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    return np.append(stored, 0.0) if stored.size < total else stored
 
 
 def main(argv=None) -> int:

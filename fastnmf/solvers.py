@@ -108,8 +108,10 @@ class _HALS:
     def _limits(self, k):
         if self.sweeps_w is None:
             m, n = self.shape
-            self.sweeps_w = inner_sweep_limit(n, m, k)  # W is the right factor of Xᵀ (n×m)
-            self.sweeps_h = inner_sweep_limit(m, n, k)
+            # Sparse X: its products cost nnz·k, not m·n·k, so fewer sweeps pay for themselves.
+            nnz = getattr(self.problem.X, "nnz", None)
+            self.sweeps_w = inner_sweep_limit(n, m, k, nnz)  # W is the right factor of Xᵀ (n×m)
+            self.sweeps_h = inner_sweep_limit(m, n, k, nnz)
 
     def _update_w(self, W, H):
         p = self.problem

@@ -2,7 +2,10 @@
 
 numpy (and anything array-like) goes through scikit-learn's ``check_array`` — the messages users and
 ``check_estimator`` already know — then through the same non-negativity check as torch tensors.
-Nothing here modifies its input: conversions make copies only when the dtype or device changes.
+Sparse input (scipy.sparse in any format, torch sparse COO/CSR/CSC/BSR) becomes a
+:class:`fastnmf.sparse.SparseMatrix` — never a dense array — and its stored values get the same checks,
+with messages naming the (row, column) of the entry.
+Nothing here modifies its input: conversions make copies only when the dtype, device or layout changes.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_array
 
+from .sparse import SparseMatrix
+
 __all__ = [
     "InputKind",
     "as_tensor",
+    "is_sparse_input",
     "check_finite_non_negative",
+    "check_sparse_values",
     "check_factor",
     "check_int",
     "check_real",
@@ -48,10 +55,22 @@ def _describe_index(index: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(int(i)) for i in index) + ")"
 
 
-def check_finite_non_negative(X: torch.Tensor, name: str, context: str = "NMF") -> None:
-    """Raise ValueError naming the first NaN/Inf or negative entry of ``X``."""
+def check_finite_non_negative(
+    X: torch.Tensor, name: str, context: str = "NMF", *, positions: torch.Tensor | None = None, hint: str = ""
+) -> None:
+    """Raise ValueError naming the first NaN/Inf or negative entry of ``X``.
+
+    ``positions``: when ``X`` is the vector of stored values of a sparse matrix, their (row, column)
+    coordinates as a 2×nnz tensor, so that the message names the entry of the matrix. ``hint`` is appended
+    to the NaN/Inf message.
+    """
     if X.numel() == 0:
         return
+
+    def where(flat_index) -> str:
+        index = tuple(flat_index.tolist()) if positions is None else tuple(positions[:, int(flat_index[0])].tolist())
+        return _describe_index(index)
+
     finite = torch.isfinite(X)
     if not bool(finite.all()):
         bad = (~finite).nonzero()[0]
@@ -59,27 +78,31 @@ def check_finite_non_negative(X: torch.Tensor, name: str, context: str = "NMF") 
         value = X[tuple(bad)].item()
         raise ValueError(
             f"Input {name} contains NaN or infinity: {count} non-finite entr{'y' if count == 1 else 'ies'}, "
-            f"the first {value} at {_describe_index(tuple(bad.tolist()))}. {context} needs finite values."
+            f"the first {value} at {where(bad)}. {context} needs finite values.{hint}"
         )
     negative_min = X.min()
     if bool(negative_min < 0):
-        where = (X == negative_min).nonzero()[0]
+        smallest = (X == negative_min).nonzero()[0]
         count = int((X < 0).sum())
         raise ValueError(
             f"Negative values in data passed to {context} ({name}): {count} negative "
             f"entr{'y' if count == 1 else 'ies'}, the smallest {negative_min.item():.6g} at "
-            f"{_describe_index(tuple(where.tolist()))}. NMF needs non-negative data."
+            f"{where(smallest)}. NMF needs non-negative data."
         )
+
+
+def check_sparse_values(X: SparseMatrix, name: str, context: str = "NMF", hint: str = "") -> None:
+    """:func:`check_finite_non_negative` on the stored values of ``X``, in row-major order."""
+    csr = X.by_row
+    check_finite_non_negative(csr.values(), name, context, positions=torch.stack([X.row_indices(), csr.col_indices()]),
+                              hint=hint)
 
 
 def _check_tensor_dtype(X: torch.Tensor, name: str) -> torch.Tensor:
     if X.is_complex():
         raise TypeError(f"Input {name} has complex dtype {X.dtype}; NMF needs real, non-negative data.")
-    if X.is_sparse or X.layout != torch.strided:
-        raise TypeError(
-            f"Sparse input ({name} has layout {X.layout}) is not supported yet; pass a dense tensor "
-            "(X.to_dense())."
-        )
+    if X.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {X.layout}.")
     if not X.is_floating_point():
         # Integer (or bool) counts are converted, as scikit-learn does; torch's default float dtype.
         return X.to(torch.get_default_dtype())
@@ -95,12 +118,74 @@ def _share_numpy(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def as_tensor(X, name: str = "X", *, context: str = "NMF", device=None) -> tuple[torch.Tensor, InputKind]:
+def _check_shape(shape, name: str, context: str) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"Expected a 2-D {name}, got shape {tuple(shape)}.")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"Found empty {name} of shape {tuple(shape)}; {context} needs at least one entry.")
+
+
+def _sparse_coordinates(X, name: str):
+    """``(rows, cols, values, shape, kind)`` of a scipy.sparse matrix or torch sparse tensor, never dense.
+
+    Values follow the dense rules: scipy float32/float64 keep their dtype, other numbers become float64;
+    torch float32/float64 keep theirs, float16/bfloat16 become float32 (the sparse products run in the
+    factors' dtype), integers the default float dtype.
+    """
+    if sp.issparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D {name}, got a scipy.sparse {X.format} of shape {X.shape}.")
+        if np.iscomplexobj(X.data):
+            raise ValueError(f"Complex data not supported: {name} is a scipy.sparse matrix of dtype {X.dtype}.")
+        coo = X.tocoo()  # the matrix itself for COO, an O(nnz) copy otherwise; never dense
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        values = torch.from_numpy(np.asarray(coo.data, dtype=dtype))
+        rows, cols = torch.from_numpy(np.asarray(coo.row, dtype=np.int64)), torch.from_numpy(np.asarray(coo.col, dtype=np.int64))
+        return rows, cols, values, tuple(X.shape), InputKind(is_torch=False, numpy_dtype=np.dtype(dtype))
+    if X.is_complex():
+        raise TypeError(f"Input {name} has complex dtype {X.dtype}; NMF needs real, non-negative data.")
+    if X.ndim != 2 or X.dense_dim() != 0:
+        raise ValueError(f"Expected a 2-D sparse {name} without dense dimensions, got shape {tuple(X.shape)} "
+                         f"with {X.dense_dim()} dense dimension(s).")
+    coo = X if X.layout == torch.sparse_coo else X.to_sparse_coo()
+    # Uncoalesced indices and values as stored: SparseMatrix.from_coo sums duplicates itself.
+    indices, values = coo._indices(), coo._values()
+    if not values.is_floating_point():
+        values = values.to(torch.get_default_dtype())
+    elif values.dtype in _HALF:
+        values = values.float()
+    return indices[0], indices[1], values, tuple(X.shape), InputKind(is_torch=True, device=X.device)
+
+
+def _as_sparse_matrix(X, name: str, context: str, device) -> tuple[SparseMatrix, InputKind]:
+    rows, cols, values, shape, kind = _sparse_coordinates(X, name)
+    _check_shape(shape, name, context)
+    if device is not None:
+        rows, cols, values = rows.to(device), cols.to(device), values.to(device)
+    return SparseMatrix.from_coo(rows, cols, values, shape), kind
+
+
+def is_sparse_input(X) -> bool:
+    """True for a scipy.sparse matrix/array or a torch tensor in a sparse layout."""
+    return sp.issparse(X) or (isinstance(X, torch.Tensor) and X.layout != torch.strided)
+
+
+def as_tensor(
+    X, name: str = "X", *, context: str = "NMF", device=None, check_values: bool = True
+) -> tuple[torch.Tensor | SparseMatrix, InputKind]:
     """Validate ``X`` (2-D, non-empty, finite, non-negative) and return it as a tensor and its kind.
 
     numpy float32/float64 keep their dtype; other numeric dtypes become float64 (scikit-learn's rule).
     torch float16/bfloat16/float32/float64 keep theirs; integer tensors become the default float dtype.
+    Sparse input (scipy.sparse, torch sparse) becomes a :class:`fastnmf.sparse.SparseMatrix`; its kind
+    says numpy (scipy in) or torch (torch in), which is what results are returned as.
+    ``check_values=False`` leaves the values unchecked (entry weights: the caller checks where they count).
     """
+    if is_sparse_input(X):
+        matrix, kind = _as_sparse_matrix(X.detach() if isinstance(X, torch.Tensor) else X, name, context, device)
+        if check_values:
+            check_sparse_values(matrix, name, context)
+        return matrix, kind
     if isinstance(X, torch.Tensor):
         X = _check_tensor_dtype(X.detach(), name)
         if X.ndim != 2:
@@ -109,17 +194,14 @@ def as_tensor(X, name: str = "X", *, context: str = "NMF", device=None) -> tuple
             raise ValueError(f"Found empty {name} of shape {tuple(X.shape)}; {context} needs at least one entry.")
         kind = InputKind(is_torch=True, device=X.device)
     else:
-        if sp.issparse(X):
-            raise TypeError(
-                f"Sparse input ({name} is a scipy.sparse {X.format} matrix) is not supported yet; pass "
-                f"{name}.toarray()."
-            )
-        array = check_array(X, dtype=[np.float64, np.float32], input_name=name, ensure_min_samples=1)
+        array = check_array(X, dtype=[np.float64, np.float32], input_name=name, ensure_min_samples=1,
+                            ensure_all_finite=check_values)
         kind = InputKind(is_torch=False, numpy_dtype=array.dtype)
         X = _share_numpy(array)
     if device is not None:
         X = X.to(device)
-    check_finite_non_negative(X, name, context)
+    if check_values:
+        check_finite_non_negative(X, name, context)
     return X, kind
 
 
