@@ -1,16 +1,18 @@
 """Triton backend: the fused kernels of ``fastnmf.kernels`` behind the :class:`fastnmf.ops.Backend` contract.
 
 Same signatures as ``fastnmf.backend_torch``; β = 2 goes to the Gram-based Frobenius kernel, every other β
-to the flash-attention-shaped β kernel. The W update is ``mu_update_h`` on transposed views
-(``Backend.mu_update_w``), which the kernels read through their strides, without copies.
+to the flash-attention-shaped β kernel. HALS (β = 2) forms ``A = WᵀX`` with the Triton GEMM (X read in its
+storage dtype, so fp16/bf16 X works), ``B = WᵀW`` with torch, and runs the fused sweep kernel. The W updates
+are the H updates on transposed views (``Backend.mu_update_w``/``hals_update_w``), which the kernels read
+through their strides, without copies.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import kernels
-from .kernels.launch import check_precision
+from . import backend_torch, kernels
+from .kernels.launch import check_factorization, check_precision
 from .ops import Backend
 
 __all__ = ["make_backend"]
@@ -31,9 +33,30 @@ def make_backend(precision: str) -> Backend:
         """``D_β(X | WH)`` as a 0-d float64 tensor (see ``fastnmf.losses.beta_divergence``)."""
         return kernels.factorization_divergence(X, W, H, beta=beta, eps_r=eps_r, precision=precision)
 
+    def hals_update_h(X, W, H, *, l1=0.0, l2=0.0, max_sweeps=1, delta=0.1):
+        """HALS update of H for ``X ≈ WH`` (β = 2); returns ``(H_new, fit)``, H untouched — the contract of
+        ``backend_torch.hals_update_h``, with ``fit = −⟨A, H_new⟩ + ½⟨B, H_new H_newᵀ⟩`` in float64.
+
+        One difference: the fused sweep applies the early stop (``delta``) to each block of columns on its
+        own, not to the whole of H (``fastnmf.kernels.hals``); ``delta = 0`` or ``max_sweeps = 1`` give the
+        torch backend's iterate up to rounding. Ranks above ``kernels.MAX_HALS_RANK`` sweep with torch on
+        the same products.
+        """
+        k = check_factorization("hals_update_h", X, W, H)[2]
+        A = kernels.matmul_tn(W, X, precision=precision)  # k×n fp32; X in its storage dtype
+        B = W.T @ W
+        if k <= kernels.MAX_HALS_RANK:
+            H_new, _ = kernels.hals_sweeps(H, A, B, l1=l1, l2=l2, max_sweeps=max_sweeps, delta=delta)
+        else:
+            H_new = H.clone()
+            backend_torch.hals_sweeps_(H_new, A, B, l1=l1, l2=l2, max_sweeps=max_sweeps, delta=delta)
+        fit = -torch.sum(A * H_new, dtype=torch.float64) + 0.5 * torch.sum(B * (H_new @ H_new.T), dtype=torch.float64)
+        return H_new, fit
+
     return Backend(
         "triton",
         mu_update_h=mu_update_h,
         objective=objective,
+        hals_update_h=hals_update_h,
         native_x_dtypes=(torch.float32, torch.float16, torch.bfloat16),
     )

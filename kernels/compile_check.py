@@ -68,7 +68,7 @@ def compile_for_gpu(name, kernel, pointers, floats, constexprs, *, num_warps, nu
 def representative_variants():
     """(name, kernel, pointers, floats, constexprs, num_warps, num_stages) for a spread of the variants
     the launchers produce on a GPU: every kernel, every precision, split on and off, all X dtypes."""
-    from . import configs, mu_beta, mu_finalize, mu_frobenius, objective
+    from . import configs, gemm, hals, mu_beta, mu_finalize, mu_frobenius, objective
 
     factors = {"W": "*fp32", "H": "*fp32", "OUT": "*fp32", "NUM_WS": "*fp32", "DEN_WS": "*fp32"}
     variants = []
@@ -103,6 +103,23 @@ def representative_variants():
             dict(BETA_CASE=case, FLOOR_R=True, BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n,
                  BLOCK_K=tiles.block_k, PRECISION=precision),
             tiles.num_warps, tiles.num_stages,
+        ))
+    for precision, k_pad, x_type in (("ieee", 32, "*fp32"), ("tf32", 64, "*fp16"), ("tf32x3", 16, "*bf16")):
+        tiles = configs.frobenius_tiles(k_pad, precision)
+        variants.append((
+            f"matmul_tn {precision} k={k_pad} X={x_type[1:]}", gemm._matmul_tn_kernel,
+            {"W": "*fp32", "X": x_type, "OUT": "*fp32"}, set(),
+            dict(BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k, PRECISION=precision),
+            tiles.num_warps, tiles.num_stages,
+        ))
+    for k_pad, early_stop in ((16, True), (32, True), (64, True), (128, False), (256, True), (512, True)):
+        tiles = configs.hals_tiles(k_pad)
+        variants.append((
+            f"hals sweep k={k_pad} early_stop={early_stop}", hals._hals_sweep_kernel,
+            {"H": "*fp32", "A": "*fp32", "B": "*fp32", "STEPS": "*fp32", "OUT": "*fp32", "SWEEPS": "*i32"},
+            {"l1", "phi", "delta_sq"},
+            dict(EARLY_STOP=early_stop, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k),
+            tiles.num_warps, 1,
         ))
     variants.append((
         "finalize", mu_finalize._mu_finalize_kernel,

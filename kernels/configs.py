@@ -23,6 +23,7 @@ import triton
 __all__ = [
     "MUConfig",
     "ObjectiveConfig",
+    "HALSConfig",
     "interpreting",
     "poison_outputs",
     "padded_rank",
@@ -32,7 +33,11 @@ __all__ = [
     "mu_frobenius_config",
     "mu_beta_config",
     "objective_config",
+    "matmul_tn_config",
+    "hals_tiles",
+    "hals_sweep_config",
     "MAX_BETA_RANK",
+    "MAX_HALS_RANK",
 ]
 
 # tl.dot on a GPU needs every dimension ≥ 16; the rank is padded to a power of two ≥ 16.
@@ -42,6 +47,9 @@ MIN_DOT_DIM = 16
 # K_PAD × BLOCK_N). Above 512 the accumulators no longer fit in registers at BLOCK_N = 16 (the smallest
 # tile tl.dot accepts), so larger ranks are refused with a message pointing to the torch backend.
 MAX_BETA_RANK = 512
+
+# The HALS sweep kernel keeps a whole column block of H (padded rank × BLOCK_N) in registers; same limit.
+MAX_HALS_RANK = 512
 
 # Under the interpreter: 128×128 tiles make the test shapes (m, n ≤ 300) run in a handful of programs
 # while still exercising the row loop, its masked remainder and several column tiles.
@@ -97,6 +105,22 @@ class ObjectiveConfig:
     block_k: int
     num_warps: int = 4
     num_stages: int = 2
+
+
+@dataclass(frozen=True)
+class HALSConfig:
+    """Tiles of the HALS sweep kernel: one program per block of ``block_n`` columns of H, the whole padded
+    rank ``block_k`` on chip. No tl.dot: ``block_n`` may be any power of two."""
+
+    block_n: int
+    block_k: int
+    num_warps: int = 4
+
+    def __post_init__(self):
+        if self.block_n < 1 or self.block_n & (self.block_n - 1):
+            raise ValueError(f"HALSConfig.block_n = {self.block_n}: expected a power of two.")
+        if self.block_k < MIN_DOT_DIM or self.block_k & (self.block_k - 1):
+            raise ValueError(f"HALSConfig.block_k = {self.block_k}: expected a power of two ≥ {MIN_DOT_DIM}.")
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,6 +203,47 @@ def objective_tiles(k_pad: int, precision: str) -> ObjectiveConfig:
     """GPU tiles of the objective kernel: 64×64 over rank chunks of ≤ 32 with 8 warps compiles to ≤ 118
     registers for ieee and ≤ 83 for tf32 (4 warps: 229 and 168)."""
     return ObjectiveConfig(64, 64, min(k_pad, 32), num_warps=8, num_stages=2)
+
+
+# (block_n, num_warps) of the HALS sweep by padded rank: the spill-free sm_90 compile with the fewest
+# registers among tiles of ≥ 2048 entries (H block, fp32) — registers do not follow the tile size, they
+# follow the layout Triton picks (64×64 with 4 warps: 255 and 32 bytes of spills; with 2 warps: 154).
+_HALS_TILES = {
+    16: (128, 4),  # 79 registers (16×256: 150)
+    32: (128, 4),  # 142 (32×256: 225)
+    64: (64, 2),  # 154 (64×64 at 4 warps spills 32 bytes, 64×128 spills at any warp count)
+    128: (32, 4),  # 158 (128×64: 255 registers at 4 warps, spills at 2 and 8)
+    256: (16, 8),  # 121 (256×32 at 8 warps: 190)
+    512: (16, 8),  # 191 (512×32 at 8 warps: 255, 4 warps spill)
+}
+
+
+def hals_tiles(k_pad: int) -> HALSConfig:
+    """GPU tiles of the HALS sweep kernel (the whole padded rank in one tile), from offline sm_90 compiles
+    (``compile_check``); not timed yet."""
+    k_pad = min(max(k_pad, MIN_DOT_DIM), MAX_HALS_RANK)
+    block_n, warps = _HALS_TILES[k_pad]
+    return HALSConfig(block_n=block_n, block_k=k_pad, num_warps=warps)
+
+
+def hals_sweep_config(n: int, k: int, device: torch.device) -> HALSConfig:
+    """Config of the HALS sweep over the rows of H (k×n): the column block shrinks (down to 16 columns)
+    until ~2 waves of programs fill the GPU, since each program runs the whole sweep alone."""
+    k_pad = padded_rank(k)
+    if interpreting():
+        return HALSConfig(_INTERPRETER_BLOCK, k_pad)
+    tiles = hals_tiles(k_pad)
+    target = 2 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    block_n = tiles.block_n
+    while block_n > 16 and triton.cdiv(n, block_n) < target:
+        block_n //= 2
+    return replace(tiles, block_n=block_n)
+
+
+def matmul_tn_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:
+    """Config of ``WᵀX`` (``fastnmf.kernels.gemm``): the Frobenius kernel's tiles (its numerator loop is
+    this GEMM), with the m loop split when the column and rank tiles alone leave most SMs idle."""
+    return mu_frobenius_config(m, n, k, device, precision)
 
 
 def mu_frobenius_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:

@@ -1,0 +1,241 @@
+"""The fused HALS sweep (fastnmf.kernels.hals), the WᵀX GEMM (fastnmf.kernels.gemm) and the triton backend's
+HALS op, against the torch backend (``backend_torch.hals_sweeps_`` / ``hals_update_h``)."""
+
+import numpy as np
+import pytest
+import torch
+
+from fastnmf import NMF, backend_torch
+from fastnmf.backend_triton import make_backend
+from fastnmf.kernels import (
+    MAX_HALS_RANK,
+    HALSConfig,
+    MUConfig,
+    hals_sweeps,
+    hals_sweeps_cost,
+    matmul_tn,
+    matmul_tn_cost,
+)
+from fastnmf.kernels.testing import make_problem, relative_error
+from fastnmf.ops import TORCH_BACKEND
+from fastnmf.safeguard import factor_floor
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+PHI = factor_floor(torch.float32)
+
+# (m, n, k): a single entry, odd sizes (masked remainders; H: two column blocks of 128 under the
+# interpreter), three column blocks for H, k = 1, and k = 33 (a padded rank of 64).
+SHAPES = [(1, 1, 1), (97, 131, 7), (64, 300, 5), (150, 70, 1), (40, 50, 33)]
+PENALTIES = {"plain": (0.0, 0.0), "l1_l2": (0.3, 0.7)}
+
+
+def products(X, W, H, side):
+    """``(H or Wᵀ, A, B)`` of the H update, or of the W update on the transposed problem (views)."""
+    if side == "W":
+        X, W, H = X.T, H.T, W.T
+    return H, W.T @ X, W.T @ W
+
+
+def torch_sweeps(H, A, B, **options):
+    expected = H.clone()
+    backend_torch.hals_sweeps_(expected, A, B, **options)
+    return expected
+
+
+@pytest.mark.parametrize("max_sweeps", [1, 3])
+@pytest.mark.parametrize("penalty", list(PENALTIES))
+@pytest.mark.parametrize("side", ["H", "W"])
+@pytest.mark.parametrize("m, n, k", SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in SHAPES])
+def test_fused_sweep_matches_the_torch_sweep(m, n, k, side, penalty, max_sweeps):
+    X, W, H = make_problem(m, n, k, device=DEVICE)
+    l1, l2 = PENALTIES[penalty]
+    target, A, B = products(X, W, H, side)
+    options = dict(l1=l1, l2=l2, max_sweeps=max_sweeps, delta=0.0)
+    got, sweeps = hals_sweeps(target, A, B, **options)
+    expected = torch_sweeps(target, A, B, **options)
+    assert got.dtype == torch.float32 and got.stride() == target.stride()
+    error = relative_error(got, expected)
+    assert error <= 1e-5, f"{side} sweep of {(m, n, k)}: relative error {error:.2e}"
+    assert sweeps.dtype == torch.int32 and sweeps.min() >= 1 and sweeps.max() <= max_sweeps
+
+
+@pytest.mark.parametrize("side", ["H", "W"])
+def test_a_term_at_the_floor_is_left_unchanged(side):
+    # A column of W (row of H) at the floor φ: curvature ≈ m·φ² → step 0 (fastnmf.safeguard.hals_step_sizes).
+    X, W, H = make_problem(97, 131, 7, device=DEVICE)
+    W[:, 2] = PHI
+    H[4, :] = PHI
+    target, A, B = products(X, W, H, side)
+    degenerate = 2 if side == "H" else 4
+    options = dict(l1=0.1, max_sweeps=3, delta=0.0)
+    got, _ = hals_sweeps(target, A, B, **options)
+    assert torch.equal(got[degenerate], target[degenerate])
+    assert relative_error(got, torch_sweeps(target, A, B, **options)) <= 1e-5
+
+
+def test_early_stop_is_the_torch_rule_applied_to_each_column_block():
+    # δ = 0.1: the blocks stop after 3, 3, 4 and 3 sweeps; each equals the torch sweep run on its columns alone.
+    X, W, H = make_problem(60, 100, 6, device=DEVICE)
+    H, A, B = products(X, W, H, "H")
+    config = HALSConfig(block_n=32, block_k=16)
+    options = dict(l1=0.05, max_sweeps=12, delta=0.1)
+    got, sweeps = hals_sweeps(H, A, B, config=config, **options)
+    assert sweeps.shape == (4,)
+    for block, start in enumerate(range(0, 100, 32)):
+        columns = slice(start, start + 32)
+        expected = H[:, columns].clone()
+        done = backend_torch.hals_sweeps_(expected, A[:, columns], B, **options)
+        assert int(sweeps[block]) == done
+        assert relative_error(got[:, columns], expected) <= 1e-5
+    assert len(set(sweeps.tolist())) > 1 and int(sweeps.max()) < 12
+
+
+@pytest.mark.parametrize("side", ["H", "W"])
+def test_backend_hals_update_matches_the_torch_backend_with_its_fit(side):
+    X, W, H = make_problem(97, 131, 7, device=DEVICE)
+    triton_backend = make_backend("ieee")
+    options = dict(l1=0.1, l2=0.2, max_sweeps=3, delta=0.0)
+    update = "hals_update_h" if side == "H" else "hals_update_w"
+    got, fit = getattr(triton_backend, update)(X, W, H, **options)
+    expected, expected_fit = getattr(TORCH_BACKEND, update)(X, W, H, **options)
+    assert relative_error(got, expected) <= 1e-5
+    assert got.stride() == expected.stride()  # the W update keeps W row-major through the transposed views
+    assert fit.dtype == torch.float64 and fit.dim() == 0
+    assert abs(float(fit) - float(expected_fit)) <= 1e-5 * abs(float(expected_fit))
+    # fit = ½‖X − W_new H_new‖² − ½‖X‖² of the new pair, in float64.
+    W_new, H_new = (W, got) if side == "H" else (got, H)
+    residual = X.double() - W_new.double() @ H_new.double()
+    exact = 0.5 * float(residual.square().sum()) - 0.5 * float(X.double().square().sum())
+    assert abs(float(fit) - exact) <= 1e-5 * abs(exact)
+
+
+@pytest.mark.parametrize("side", ["H", "W"])
+def test_half_precision_x_follows_the_float32_update(side):
+    X, W, H = make_problem(97, 131, 7, device=DEVICE)
+    options = dict(l1=0.1, max_sweeps=3, delta=0.0)
+    update = "hals_update_h" if side == "H" else "hals_update_w"
+    got, fit = getattr(make_backend("ieee"), update)(X.half(), W, H, **options)
+    expected, expected_fit = getattr(TORCH_BACKEND, update)(X, W, H, **options)
+    assert relative_error(got, expected) <= 1e-2
+    assert abs(float(fit) - float(expected_fit)) <= 1e-2 * abs(float(expected_fit))
+
+
+def test_inputs_are_not_modified():
+    X, W, H = make_problem(40, 30, 4, device=DEVICE)
+    before = (X.clone(), W.clone(), H.clone())
+    backend = make_backend("ieee")
+    backend.hals_update_h(X, W, H, max_sweeps=2)
+    backend.hals_update_w(X, W, H, max_sweeps=2)
+    for original, now in zip(before, (X, W, H)):
+        assert torch.equal(original, now)
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_matmul_tn_reads_x_in_its_storage_dtype(x_dtype):
+    X, W, H = make_problem(97, 131, 7, device=DEVICE, x_dtype=x_dtype)
+    expected = W.double().T @ X.double()  # on the stored (rounded) values: only the fp32 accumulation differs
+    got = matmul_tn(W, X)
+    assert got.shape == (7, 131) and got.dtype == torch.float32 and got.is_contiguous()
+    assert relative_error(got, expected) <= 1e-5
+    # Column-major W, the split m loop, and the W update's H Xᵀ through transposed views of H and X.
+    assert relative_error(matmul_tn(W.T.contiguous().T, X), expected) <= 1e-5
+    split = MUConfig(block_m=16, block_n=64, block_k=16, split_m=3)
+    assert relative_error(matmul_tn(W, X, config=split), expected) <= 1e-5
+    assert relative_error(matmul_tn(H.T, X.T), H.double() @ X.double().T) <= 1e-5
+
+
+def test_checks_name_the_shapes():
+    X, W, H = make_problem(20, 30, 4, device=DEVICE)
+    _, A, B = products(X, W, H, "H")
+    with pytest.raises(ValueError, match=r"H \(4, 30\), A \(4, 29\), B \(4, 4\)"):
+        hals_sweeps(H, A[:, :29], B)
+    with pytest.raises(TypeError, match=r"A \(4, 30\) has dtype torch.float64"):
+        hals_sweeps(H, A.double(), B)
+    with pytest.raises(ValueError, match="max_sweeps = 0"):
+        hals_sweeps(H, A, B, max_sweeps=0)
+    with pytest.raises(ValueError, match="delta = -1.0"):
+        hals_sweeps(H, A, B, delta=-1.0)
+    big = torch.zeros(MAX_HALS_RANK + 1, 3, device=DEVICE)
+    with pytest.raises(ValueError, match=f"rank {MAX_HALS_RANK + 1} is above"):
+        hals_sweeps(big, big, torch.zeros(MAX_HALS_RANK + 1, MAX_HALS_RANK + 1, device=DEVICE))
+    with pytest.raises(ValueError, match=r"W \(20, 4\), X \(19, 30\)"):
+        matmul_tn(W, X[:19])
+    with pytest.raises(TypeError, match=r"W \(20, 4\) has dtype torch.float16"):
+        matmul_tn(W.half(), X)
+    with pytest.raises(ValueError, match=r"X \(20, 30\), W \(20, 4\), H \(5, 30\)"):
+        make_backend("ieee").hals_update_h(X, W, torch.ones(5, 30, device=DEVICE))
+
+
+def test_ranks_above_the_fused_limit_sweep_with_torch_on_the_triton_products():
+    X, W, H = make_problem(6, 5, MAX_HALS_RANK + 1, device=DEVICE)
+    got, fit = make_backend("ieee").hals_update_h(X, W, H, max_sweeps=2, delta=0.0)
+    expected, expected_fit = TORCH_BACKEND.hals_update_h(X, W, H, max_sweeps=2, delta=0.0)
+    assert relative_error(got, expected) <= 1e-5
+    assert abs(float(fit) - float(expected_fit)) <= 1e-5 * abs(float(expected_fit))
+
+
+def test_empty_columns():
+    X, W, H = make_problem(10, 0, 3, device=DEVICE)
+    H_new, fit = make_backend("ieee").hals_update_h(X, W, H, max_sweeps=2)
+    assert H_new.shape == (3, 0) and float(fit) == 0.0
+
+
+def test_cost_formulas():
+    bytes32, flops = matmul_tn_cost(1000, 2000, 16, 4)
+    bytes16, _ = matmul_tn_cost(1000, 2000, 16, 2)
+    assert bytes32 - bytes16 == 1000 * 2000 * 2 and flops == 2 * 1000 * 2000 * 16
+    one, _ = hals_sweeps_cost(2000, 16, 1)
+    three, flops3 = hals_sweeps_cost(2000, 16, 3)
+    assert one == three and flops3 >= 3 * 2 * 16 * 16 * 2000  # H once in, once out, whatever the sweeps
+
+
+def _data(m=24, n=20, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W, H = torch.rand(m, k, generator=g), torch.rand(k, n, generator=g)
+    return (W @ H + 0.05 * torch.rand(m, n, generator=g)).to(DEVICE)
+
+
+# Small enough for the interpreter: automatic inner sweeps are 1 + ⌊ρ/2⌋ = 4 per factor at 24×20, k = 3.
+FIT = dict(n_components=3, solver="hals", max_iter=10, tol=0.0, check_every=2, init="random", random_state=0)
+
+
+@pytest.mark.parametrize("extrapolate", [False, True], ids=["a-hals", "extrapolated"])
+def test_full_hals_fit_matches_the_torch_backend(extrapolate):
+    # m, n ≤ 128: one column block per side under the interpreter, so the per-block early stop is the
+    # torch backend's global one and the curves agree to rounding (default δ = 0.1, automatic inner sweeps).
+    X = _data()
+    options = dict(FIT, alpha_W=0.01, l1_ratio=0.5, extrapolate=extrapolate)
+    torch_fit = NMF(backend="torch", **options).fit(X)
+    triton_fit = NMF(backend="triton", **options).fit(X)
+    assert len(triton_fit.loss_history_) == len(torch_fit.loss_history_) == 6
+    np.testing.assert_allclose(triton_fit.loss_history_, torch_fit.loss_history_, rtol=1e-4)
+    assert triton_fit.components_.dtype == torch.float32
+
+
+def test_full_hals_fit_on_half_precision_x():
+    # The torch backend's HALS cannot take fp16 X with fp32 factors (W.T @ X); the triton GEMM reads it as is.
+    X = _data()
+    reference = NMF(backend="torch", **FIT).fit(X.half().float())
+    half = NMF(backend="triton", **FIT).fit(X.half())
+    np.testing.assert_allclose(half.loss_history_, reference.loss_history_, rtol=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("side", ["H", "W"])
+@pytest.mark.parametrize("k", [16, 100, 300])
+def test_gpu_configs_match_the_torch_sweep(side, k):
+    X, W, H = make_problem(3000, 2500, k, device=DEVICE)
+    target, A, B = products(X, W, H, side)
+    options = dict(l1=0.1, l2=0.1, max_sweeps=4, delta=0.0)
+    got, _ = hals_sweeps(target, A, B, **options)
+    assert relative_error(got, torch_sweeps(target, A, B, **options)) <= 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("precision", ["ieee", "tf32"])
+def test_gpu_half_x_and_tf32_products(x_dtype, precision):
+    X, W, H = make_problem(3000, 2500, 64, device=DEVICE)
+    got, _ = make_backend(precision).hals_update_h(X.to(x_dtype), W, H, max_sweeps=3, delta=0.0)
+    expected, _ = TORCH_BACKEND.hals_update_h(X.double(), W.double(), H.double(), max_sweeps=3, delta=0.0)
+    assert relative_error(got, expected) <= 1e-2
