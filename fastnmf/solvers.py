@@ -82,12 +82,13 @@ _EXTRAPOLATION_GAMMA = 1.01
 _EXTRAPOLATION_GAMMA_BAR = 1.005
 
 
-def inner_sweep_limit(m: int, n: int, k: int, nnz: int | None = None) -> int:
+def inner_sweep_limit(m: int, n: int, k: int, nnz: int | None = None, row_overhead: float = 0.0) -> int:
     """``1 + ⌊α ρ⌋`` sweeps for the right factor (k×n) of an m×n X, with
-    ``ρ = 1 + (K + m k) / (n (k + 1))`` the cost of the X products over the cost of one sweep
-    (Gillis & Glineur 2012, eq. (3.3); K = nnz(X), m·n when dense)."""
+    ``ρ = 1 + (K + m k) / (n (k + 1) + o/2)`` the cost of the X products (2Kk + 2mk² flops) over the
+    cost of one sweep (2nk(k+1) flops plus a fixed cost ``o`` per row). With o = 0 this is Gillis &
+    Glineur (2012), eq. (3.3); K = nnz(X), m·n when dense."""
     K = m * n if nnz is None else nnz
-    rho = 1.0 + (K + m * k) / (n * (k + 1))
+    rho = 1.0 + (K + m * k) / (n * (k + 1) + row_overhead / 2.0)
     return 1 + int(_ACCELERATION_ALPHA * rho)
 
 
@@ -110,8 +111,9 @@ class _HALS:
             m, n = self.shape
             # Sparse X: its products cost nnz·k, not m·n·k, so fewer sweeps pay for themselves.
             nnz = getattr(self.problem.X, "nnz", None)
-            self.sweeps_w = inner_sweep_limit(n, m, k, nnz)  # W is the right factor of Xᵀ (n×m)
-            self.sweeps_h = inner_sweep_limit(m, n, k, nnz)
+            overhead = self.problem.backend.hals_row_overhead.get(self.problem.X.device.type, 0.0)
+            self.sweeps_w = inner_sweep_limit(n, m, k, nnz, overhead)  # W is the right factor of Xᵀ (n×m)
+            self.sweeps_h = inner_sweep_limit(m, n, k, nnz, overhead)
 
     def _update_w(self, W, H):
         p = self.problem
