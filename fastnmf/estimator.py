@@ -36,7 +36,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     multiplicative updates otherwise.
 
     numpy in → numpy out; torch in → torch out on the same device and dtype (float16/bfloat16 X gives
-    float32 factors).
+    float32 factors). Sparse X (scipy.sparse CSR/CSC/COO, torch sparse COO/CSR) is fitted without ever
+    being densified; scipy in → numpy out. ``fit(X, weights=M)`` minimizes the weighted divergence
+    ``Σ M_ij d_β(X_ij | (WH)_ij)``; ``missing_values=np.nan`` gives NaN entries of X weight 0 (in ``fit``
+    and in ``transform``). See :func:`fastnmf.non_negative_factorization`.
 
     Attributes
     ----------
@@ -71,6 +74,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         extrapolate=False,
         checkpoint=None,
         checkpoint_every=60.0,
+        missing_values=None,
     ):
         self.n_components = n_components
         self.init = init
@@ -91,10 +95,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.extrapolate = extrapolate
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.missing_values = missing_values
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -104,24 +110,26 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             alpha_W=self.alpha_W, alpha_H=self.alpha_H, l1_ratio=self.l1_ratio, random_state=self.random_state,
             verbose=self.verbose, backend=self.backend, precision=self.precision, check_every=self.check_every,
             device=self.device, inner_iter=self.inner_iter, extrapolate=self.extrapolate,
+            missing_values=self.missing_values,
         )
 
-    def fit_transform(self, X, y=None, W=None, H=None):
+    def fit_transform(self, X, y=None, W=None, H=None, weights=None):
         """Fit the model to X and return W (n_samples × n_components).
 
-        ``W``, ``H``: starting factors for ``init="custom"`` (never modified). Ctrl-C keeps the last
-        checked iterate in the estimator (usable afterwards), warns, and re-raises.
+        ``W``, ``H``: starting factors for ``init="custom"`` (never modified). ``weights``: non-negative
+        entry weights of X's shape (dense or sparse; entries of weight 0 are left out of the fit). Ctrl-C
+        keeps the last checked iterate in the estimator (usable afterwards), warns, and re-raises.
         """
-        return self._fit(X, W, H, self.n_components, init=self.init)
+        return self._fit(X, W, H, self.n_components, init=self.init, weights=weights)
 
-    def _fit(self, X, W, H, n_components, *, init, start_iteration=0, history=None):
+    def _fit(self, X, W, H, n_components, *, init, weights=None, start_iteration=0, history=None):
         options = self._options()
         options["init"] = init
         writer = _CheckpointWriter(self) if self.checkpoint is not None else None
         try:
             fit = fit_factorization(
-                X, W, H, n_components, update_H=True, start_iteration=start_iteration, history=history,
-                on_check=None if writer is None else writer.maybe_write, **options,
+                X, W, H, n_components, update_H=True, weights=weights, start_iteration=start_iteration,
+                history=history, on_check=None if writer is None else writer.maybe_write, **options,
             )
         except FitInterrupted as interrupt:
             self._store(interrupt.output)
@@ -148,8 +156,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return fit.kind.output(result.W.contiguous())
 
     @classmethod
-    def resume(cls, path, X, **overrides):
-        """Continue a fit from the checkpoint at ``path`` on the same X; returns the fitted estimator.
+    def resume(cls, path, X, weights=None, **overrides):
+        """Continue a fit from the checkpoint at ``path`` on the same X (and the same ``weights``, if the
+        fit had some); returns the fitted estimator.
 
         The parameters are the checkpointed ones; only ``max_iter``, ``tol``, ``verbose``, ``checkpoint``
         and ``checkpoint_every`` may be overridden. A fit resumed from a checkpoint reaches the same
@@ -163,14 +172,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"was made with {{{', '.join(f'{key}={state.params.get(key)!r}' for key in sorted(set(overrides) - allowed))}}}."
             )
         model = cls(**{**state.params, **overrides})
-        X_tensor, _ = as_tensor(X, "X", device=model.device)
+        X_tensor, _ = as_tensor(X, "X", device=model.device, check_values=False)  # checked by the fit
         if tuple(X_tensor.shape) != state.x_shape or str(X_tensor.dtype) != state.x_dtype:
             raise CheckpointError(
                 f"Checkpoint {path} was made for X of shape {state.x_shape} and dtype {state.x_dtype}, "
                 f"not {tuple(X_tensor.shape)} {X_tensor.dtype}."
             )
         as_input = (lambda a: torch.from_numpy(a).to(X_tensor.device)) if isinstance(X, torch.Tensor) else (lambda a: a)
-        model._fit(X, as_input(state.W), as_input(state.H), state.H.shape[0], init="custom",
+        model._fit(X, as_input(state.W), as_input(state.H), state.H.shape[0], init="custom", weights=weights,
                    start_iteration=state.n_iter, history=state.loss_history)
         return model
 
@@ -180,7 +189,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _check_features(self, X):
-        X_tensor, _ = as_tensor(X, "X", device=self.device)
+        X_tensor, _ = as_tensor(X, "X", device=self.device, check_values=False)  # checked by the fit
         if X_tensor.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X_tensor.shape[1]} features, but {type(self).__name__} is expecting "
@@ -188,17 +197,22 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         return X_tensor
 
-    def transform(self, X):
-        """W (n_samples × n_components) for new X, with the fitted components held fixed."""
+    def transform(self, X, weights=None):
+        """W (n_samples × n_components) for new X, with the fitted components held fixed.
+
+        ``weights``: optional entry weights of X's shape, as in :meth:`fit_transform`.
+        """
         check_is_fitted(self)
         self._check_features(X)
         options = self._options()
         options["init"] = None
-        fit = fit_factorization(X, None, self.components_, self.n_components_, update_H=False, **options)
+        fit = fit_factorization(X, None, self.components_, self.n_components_, update_H=False, weights=weights,
+                                **options)
         return fit.kind.output(fit.result.W.contiguous())
 
     def inverse_transform(self, X=None, *, W=None):
-        """Back to data space: ``W @ components_`` (n_samples × n_features)."""
+        """Back to data space: ``W @ components_`` (n_samples × n_features), always dense (also for a
+        sparse W: the reconstruction is dense by definition); scipy/numpy in → numpy out, torch → torch."""
         check_is_fitted(self)
         if W is not None:
             X = W

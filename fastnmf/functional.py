@@ -20,6 +20,7 @@ from .scaling import choose_scaling
 from .solvers import SOLVER_NAMES, Problem, SolverResult, solve
 from .sparse import SparseMatrix
 from .validation import InputKind, as_tensor, check_choice, check_factor, check_int, check_real
+from .weights import WeightedMatrix, check_missing_values, weighted_data
 
 __all__ = ["non_negative_factorization", "fit_factorization", "FitOutput"]
 
@@ -86,6 +87,8 @@ def fit_factorization(
     device=None,
     inner_iter="auto",
     extrapolate=False,
+    weights=None,
+    missing_values=None,
     start_iteration=0,
     history=None,
     on_check=None,
@@ -98,13 +101,14 @@ def fit_factorization(
     # Options first: a bad option must not cost a pass over X.
     beta = parse_beta_loss(beta_loss)
     check_choice(solver, "solver", SOLVER_NAMES + ("auto",))
-    if solver == "auto":
-        solver = "hals" if beta == 2.0 else "mu"
-    elif solver == "hals" and beta != 2.0:
+    if solver == "hals" and beta != 2.0:
         raise ValueError(
             f"solver='hals' minimizes the Frobenius loss only (beta_loss=2), got beta_loss={beta_loss!r}; "
             "use solver='mu' (or 'auto') for other losses."
         )
+    if solver == "hals" and weights is not None:
+        raise _weighted_hals_error()
+    check_missing_values(missing_values)
     if not (isinstance(inner_iter, str) and inner_iter == "auto"):
         inner_iter = check_int(inner_iter, "inner_iter", minimum=1)
     if not isinstance(extrapolate, bool):
@@ -119,18 +123,27 @@ def fit_factorization(
     if not isinstance(update_H, bool):
         raise ValueError(f"Invalid update_H={update_H!r}: expected True or False.")
 
-    X, kind = as_tensor(X, "X", device=device)
+    weighted = weights is not None or missing_values is not None
+    X, kind = as_tensor(X, "X", device=device, check_values=not weighted)
+    if weighted:
+        X = weighted_data(X, weights, missing_values)  # checks X where its weight is positive
     validated_x = X  # as the user gave it (checkpoints record its shape and dtype)
     n_samples, n_features = X.shape
     k = _resolve_n_components(n_components, W, H, init, update_H, n_features)
     penalties = _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features)
     factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
-    layout = "sparse" if isinstance(X, SparseMatrix) else "dense"
+    layout = "weighted" if isinstance(X, WeightedMatrix) else "sparse" if isinstance(X, SparseMatrix) else "dense"
+    if solver == "auto":
+        solver = "hals" if beta == 2.0 and layout != "weighted" else "mu"
+    elif solver == "hals" and layout == "weighted":
+        raise _weighted_hals_error()
     chosen = resolve_backend(backend, X.device, precision, X.dtype, data=layout)
 
     scaling = choose_scaling(float(X.max()), beta)
     X = scaling.data(X)
-    W, H = _starting_point(X, W, H, k, init, update_H, random_state, factor_dtype, scaling)
+    # The initialization sees X alone (0 wherever the weight is 0).
+    W, H = _starting_point(X.X if layout == "weighted" else X, W, H, k, init, update_H, random_state,
+                           factor_dtype, scaling)
     if X.dtype not in chosen.native_x_dtypes:
         X = X.to(factor_dtype)
     eps_r = reconstruction_floor(float(X.max()), factor_dtype)
@@ -150,6 +163,15 @@ def fit_factorization(
         interrupt.output = output
         raise
     return FitOutput(result=scaling.result_out(result), kind=kind, n_components=k, beta=beta)
+
+
+def _weighted_hals_error() -> ValueError:
+    # Weighted HALS needs Σ_i M_ij W_ik² per entry of H and a residual updated after every rank-one step —
+    # no Gram matrices, a pass over the weights per component: not implemented.
+    return ValueError(
+        "solver='hals' does not support entry weights or missing values; use solver='mu' (or 'auto', "
+        "which picks 'mu' for weighted data)."
+    )
 
 
 def _starting_point(X, W, H, k, init, update_H, random_state, dtype, scaling):
@@ -203,6 +225,8 @@ def non_negative_factorization(
     device=None,
     inner_iter="auto",
     extrapolate=False,
+    weights=None,
+    missing_values=None,
 ):
     """Find non-negative W, H whose product approximates the non-negative X.
 
@@ -217,12 +241,16 @@ def non_negative_factorization(
 
     with ρ = ``l1_ratio``, n_s = n_samples, n_f = n_features, and D_β the β-divergence
     (``beta_loss``: "frobenius" = ½‖X − WH‖², "kullback-leibler", "itakura-saito", or any real β).
+    With entry weights M (``weights``, ``missing_values``) the divergence is
+    ``D_β^M(X | WH) = Σ_ij M_ij d_β(X_ij | (WH)_ij)``.
 
     Parameters
     ----------
-    X : array-like or torch.Tensor of shape (n_samples, n_features)
+    X : array-like, scipy.sparse matrix or torch.Tensor (dense or sparse) of shape (n_samples, n_features)
         Non-negative data. numpy in → numpy out (float32 stays float32; other dtypes become float64);
-        torch in → torch out on the same device (float16/bfloat16 X gives float32 factors).
+        torch in → torch out on the same device (float16/bfloat16 X gives float32 factors). Sparse X
+        (scipy CSR/CSC/COO, torch COO/CSR) is never densified: memory O(nnz + (n_samples + n_features)·k);
+        scipy in → numpy factors out. Costs per loss: ``fastnmf.backend_sparse``.
     W, H : optional
         Starting factors for ``init="custom"`` (or both given with ``init=None``); with
         ``update_H=False``, H is fixed and only W is solved for. Never modified.
@@ -235,7 +263,7 @@ def non_negative_factorization(
     solver : {"auto", "mu", "hals"}
         "mu": multiplicative updates (Lee & Seung; Févotte & Idier's exponent for β outside [1, 2]), any β.
         "hals": accelerated hierarchical ALS (coordinate descent; Cichocki & Phan 2009, Gillis & Glineur
-        2012), Frobenius only. "auto": "hals" for the Frobenius loss, else "mu".
+        2012), Frobenius only, unweighted. "auto": "hals" for the unweighted Frobenius loss, else "mu".
     beta_loss : str or float
     tol : float
         Stop when the objective's decrease over ``check_every`` iterations, relative to its initial
@@ -247,7 +275,8 @@ def non_negative_factorization(
     verbose : int
         Non-zero shows a progress bar with the current objective.
     backend : {"auto", "torch", "triton"}
-        "auto": Triton kernels for CUDA data (when Triton is installed), else PyTorch.
+        "auto": Triton kernels for dense CUDA data (when Triton is installed), else PyTorch. Sparse X and
+        weighted data always run on PyTorch (CPU or CUDA); "triton" with them is a ValueError.
     precision : {"ieee", "tf32", "tf32x3"}
         Precision of the Triton kernels' matrix products. "ieee" (default) is full fp32, so the loss
         curve matches the torch backend's.
@@ -261,6 +290,13 @@ def non_negative_factorization(
         first (Gillis & Glineur 2012); 1 = plain HALS.
     extrapolate : bool
         HALS only: extrapolation with restarts (Ang & Gillis 2019).
+    weights : array-like, scipy.sparse matrix or torch.Tensor of X's shape, optional
+        Non-negative entry weights M. Entries of weight 0 are left out of the fit, whatever X holds
+        there. Sparse weights are a pattern (weight 0 outside it; products cost O(nnz(M)·k)); dense weights
+        cost a pass over all entries per update (``fastnmf.backend_weighted``). Solver "mu" only.
+    missing_values : None or np.nan
+        np.nan: NaN entries of X are missing (weight 0) instead of an error. Solver "mu" only, when X
+        holds NaN.
 
     Returns
     -------
@@ -270,7 +306,7 @@ def non_negative_factorization(
         X, W, H, n_components, init=init, update_H=update_H, solver=solver, beta_loss=beta_loss, tol=tol,
         max_iter=max_iter, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, random_state=random_state,
         verbose=verbose, backend=backend, precision=precision, check_every=check_every, device=device,
-        inner_iter=inner_iter, extrapolate=extrapolate,
+        inner_iter=inner_iter, extrapolate=extrapolate, weights=weights, missing_values=missing_values,
     )
     result = fit.result
     return fit.kind.output(result.W.contiguous()), fit.kind.output(result.H.contiguous()), result.n_iter

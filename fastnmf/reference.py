@@ -13,6 +13,10 @@ multilinear in non-negative factors (NMF, convolutive NMF, CP/Tucker tensors). T
 ``θ ← θ ∘ (∇⁻ / ∇⁺)^γ(β)`` (Févotte & Idier 2011); for β = 2 and ``R = WH`` it is exactly Lee & Seung's
 ``H ← H ∘ WᵀX / (WᵀW H)``. No matrix product is derived by hand, so the same code serves every model.
 
+Entry weights M (weighted β-NMF, missing values as weight 0) enter through the same split: the gradient of
+``Σ M_ij d_β(X_ij | R_ij)`` is ``M ∘ P − M ∘ N``, so back-propagating ``M ∘ P`` and ``M ∘ N`` gives the
+weighted numerator and denominator (e.g. ``Wᵀ(M ∘ X)`` over ``Wᵀ(M ∘ WH)`` for β = 2).
+
 Slow on purpose and at home in float64 on the CPU; the torch and Triton backends are tested against it.
 """
 
@@ -41,17 +45,23 @@ def _default_eps_r(X: torch.Tensor) -> float:
     return reconstruction_floor(float(X.max()) if X.numel() else 0.0, X.dtype)
 
 
-def _parts(reconstruct, factors, X, beta, eps_r, wanted):
+def _parts(reconstruct, factors, X, beta, eps_r, wanted, weights=None):
     leaves = [f.detach().requires_grad_(True) for f in factors]
     with torch.enable_grad():
         R = reconstruct(*leaves)
     if R.shape != X.shape:
         raise ValueError(f"reconstruct(*factors) has shape {tuple(R.shape)} but X has shape {tuple(X.shape)}.")
+    if weights is not None and weights.shape != X.shape:
+        raise ValueError(f"weights has shape {tuple(weights.shape)} but X has shape {tuple(X.shape)}.")
+    if weights is not None:
+        X = torch.where(weights > 0, X, 0.0)  # an entry of weight 0 counts for nothing, whatever X holds
     if eps_r is None:
         eps_r = _default_eps_r(X)
     R_safe = R.detach().clamp_min(eps_r) if beta < 2.0 else R.detach()
     positive = R_safe.pow(beta - 1.0)  # P = R^(β−1): back-propagates to ∇⁺ (the denominator)
     negative = X * R_safe.pow(beta - 2.0)  # N = X ∘ R^(β−2): back-propagates to ∇⁻ (the numerator)
+    if weights is not None:
+        positive, negative = weights * positive, weights * negative
     inputs = [leaves[i] for i in wanted]
     grad_pos = torch.autograd.grad(R, inputs, grad_outputs=positive, retain_graph=True, allow_unused=True)
     grad_neg = torch.autograd.grad(R, inputs, grad_outputs=negative, allow_unused=True)
@@ -71,8 +81,10 @@ def gradient_parts(
     beta: float,
     *,
     eps_r: float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For each factor, ``(numerator, denominator) = (∇⁻, ∇⁺)`` of ``∂D_β(X | reconstruct(*factors))``.
+    """For each factor, ``(numerator, denominator) = (∇⁻, ∇⁺)`` of ``∂D_β(X | reconstruct(*factors))``
+    (of ``∂ Σ M_ij d_β(X_ij | R_ij)`` with ``weights`` M).
 
     Parameters
     ----------
@@ -85,9 +97,13 @@ def gradient_parts(
     beta : float
         β of the divergence (2 Frobenius, 1 KL, 0 Itakura–Saito, any real).
     eps_r : float, optional
-        Reconstruction floor of the safeguard rule (``fastnmf.safeguard``); default ``eps(dtype)·max(X)``.
+        Reconstruction floor of the safeguard rule (``fastnmf.safeguard``); default ``eps(dtype)·max(X)``
+        (over the entries of positive weight).
+    weights : tensor, optional
+        Non-negative entry weights M of X's shape: ``M ∘ P`` and ``M ∘ N`` are back-propagated. Entries of
+        weight 0 are ignored, whatever X holds there.
     """
-    return _parts(reconstruct, factors, X, float(beta), eps_r, range(len(factors)))
+    return _parts(reconstruct, factors, X, float(beta), eps_r, range(len(factors)), weights)
 
 
 @torch.no_grad()
@@ -101,14 +117,16 @@ def multiplicative_update(
     l1: float = 0.0,
     l2: float = 0.0,
     eps_r: float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Update ``factors[index]`` **in place** with ``θ ← max(θ ∘ (∇⁻ / (∇⁺ + l1 + l2·θ))^γ(β), φ)``.
 
     ``l1``/``l2`` are the L1 and L2 penalty weights of this factor (penalty ``l1‖θ‖₁ + ½ l2‖θ‖²``);
-    the division and the floor ``φ`` follow the safeguard rule (``fastnmf.safeguard``). Returns the factor.
+    the division and the floor ``φ`` follow the safeguard rule (``fastnmf.safeguard``); ``weights`` as in
+    :func:`gradient_parts`. Returns the factor.
     """
     theta = factors[index]
-    (numerator, denominator), = _parts(reconstruct, factors, X, float(beta), eps_r, [index])
+    (numerator, denominator), = _parts(reconstruct, factors, X, float(beta), eps_r, [index], weights)
     if l1:
         denominator = denominator + l1
     if l2:

@@ -135,9 +135,9 @@ def _sparse_coordinates(X, name: str):
     if sp.issparse(X):
         if X.ndim != 2:
             raise ValueError(f"Expected a 2-D {name}, got a scipy.sparse {X.format} of shape {X.shape}.")
-        if np.iscomplexobj(X.data):
+        if np.issubdtype(X.dtype, np.complexfloating):
             raise ValueError(f"Complex data not supported: {name} is a scipy.sparse matrix of dtype {X.dtype}.")
-        coo = X.tocoo()  # the matrix itself for COO, an O(nnz) copy otherwise; never dense
+        coo = X.tocoo()  # the matrix itself for COO, an O(nnz) copy otherwise (DOK, LIL, …); never dense
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         values = torch.from_numpy(np.asarray(coo.data, dtype=dtype))
         rows, cols = torch.from_numpy(np.asarray(coo.row, dtype=np.int64)), torch.from_numpy(np.asarray(coo.col, dtype=np.int64))
