@@ -8,8 +8,8 @@ is one contiguous row there, so ``WᵀY`` is one sparse–dense product without 
 
 The primitives, all device-agnostic PyTorch:
 
-- :meth:`SparseMatrix.sampled_product` (SDDMM): ``(WH)_ij`` at the stored entries only, over chunks of
-  entries so that the gathered rows of W and H stay bounded (``GATHER_ENTRIES``);
+- :meth:`SparseMatrix.sampled_product` (SDDMM): ``(WH)_ij`` at the stored entries only, one dot product
+  per entry (no nnz×k gathered operands);
 - :meth:`SparseMatrix.left_product` (SpMM): ``Wᵀ Y`` for Y with X's pattern and given values;
 - :meth:`SparseMatrix.column_block`: a dense m×b block of columns, for the passes that must visit every
   entry (general β, dense weights) one bounded block at a time.
@@ -25,13 +25,11 @@ import warnings
 import scipy.sparse as sp
 import torch
 
-__all__ = ["SparseMatrix", "column_blocks", "BLOCK_ENTRIES", "GATHER_ENTRIES"]
+__all__ = ["SparseMatrix", "column_blocks", "BLOCK_ENTRIES"]
 
 # A dense pass forms m×b blocks of WH with m·b ≤ BLOCK_ENTRIES (16 MiB in float32, 32 MiB in float64):
 # bounded memory, and blocks large enough that the GEMMs run at full speed.
 BLOCK_ENTRIES = 1 << 22
-# The SDDMM gathers c rows of W and of Hᵀ per chunk, c·k ≤ GATHER_ENTRIES (8 MiB per operand in float64).
-GATHER_ENTRIES = 1 << 20
 
 
 def column_blocks(m: int, n: int):
@@ -71,7 +69,7 @@ class SparseMatrix:
     def __init__(self, by_row: torch.Tensor, by_column: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
         self.by_row, self.by_column = by_row, by_column
         # The major index of every entry (row of X in by_row order, column of X in by_column order): the
-        # SDDMM and the block scatter need one coordinate per entry, which CSR only implies.
+        # block scatter, the lookups and the error messages need both coordinates, which CSR only implies.
         self._rows, self._columns = rows, columns
 
     # --- construction ------------------------------------------------------------------------------
@@ -210,17 +208,16 @@ class SparseMatrix:
     def sampled_product(self, W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
         """``(WH)_ij`` at the stored entries, in ``by_column`` order (SDDMM; 2·nnz·k flops).
 
-        Chunks of c entries gather c rows of W and of Hᵀ (c·k ≤ 2²⁰), so memory stays O(nnz + (m+n)k).
+        ``torch.sparse.sampled_addmm`` on the column-major pattern: one dot product per entry, no nnz×k
+        gather and no m×n array (cuSPARSE SDDMM on a GPU). On the CPU it is 20× faster than gathering the
+        rows of W and H in chunks and summing their products (0.5 vs 10.6 ms at 4000×2000, 1 %, k = 32).
         """
-        rows, columns = self.by_column.col_indices(), self._columns
-        H_t = H.T.contiguous()
-        k = max(W.shape[1], 1)
-        out = torch.empty(rows.numel(), dtype=torch.result_type(W, H), device=W.device)
-        chunk = max(1, GATHER_ENTRIES // k)
-        for start in range(0, rows.numel(), chunk):
-            part = slice(start, start + chunk)
-            torch.sum(W[rows[part]] * H_t[columns[part]], dim=1, out=out[part])
-        return out
+        dtype = torch.result_type(W, H)
+        pattern = self.by_column
+        if pattern.dtype != dtype:
+            pattern = _with_values(pattern, self.values.to(dtype))
+        # Entries of Xᵀ (n×m): (Hᵀ Wᵀ)_ji = (WH)_ij. beta=0 ignores the stored values.
+        return torch.sparse.sampled_addmm(pattern, H.T.to(dtype), W.T.to(dtype), beta=0.0).values()
 
     def left_product(self, W: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
         """``Wᵀ Y`` (k×n) for Y with X's pattern and ``values`` (``by_column`` order; default X's own).

@@ -56,9 +56,8 @@ def never_dense(monkeypatch):
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Tiny blocks and gather chunks, so that the blocked code paths run several blocks on small data."""
+    """Tiny blocks, so that the blocked code paths run several blocks on small data."""
     monkeypatch.setattr(sparse, "BLOCK_ENTRIES", 64)  # 2 columns of 31 rows per block
-    monkeypatch.setattr(sparse, "GATHER_ENTRIES", 24)  # 6 entries per SDDMM chunk at k = 4
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])

@@ -32,7 +32,6 @@ def _fit(X, beta, **options):
 @pytest.fixture
 def small_blocks(monkeypatch):
     monkeypatch.setattr(sparse, "BLOCK_ENTRIES", 64)  # 2 columns of 29 rows per block
-    monkeypatch.setattr(sparse, "GATHER_ENTRIES", 15)  # 5 entries per SDDMM chunk at k = 3
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
