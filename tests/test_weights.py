@@ -49,10 +49,11 @@ def test_weights_of_one_give_the_unweighted_fit(layout, beta, small_blocks):
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
-@pytest.mark.parametrize("garbage", [1e30, -7.0, np.inf])
-def test_entries_of_weight_zero_can_hold_anything(garbage, beta, small_blocks):
+def test_entries_of_weight_zero_can_hold_anything(beta, small_blocks):
     X, weights = _data(seed=1)
     X_clean = np.where(weights > 0, X, 0.0)
+    # Huge, negative and infinite values where the weight is 0 (a third of those entries each).
+    garbage = np.choose(np.arange(M * N).reshape(M, N) % 3, [1e30, -7.0, np.inf])
     X_garbage = np.where(weights > 0, X, garbage)
     expected = _fit(X_clean, beta, weights=weights)
     for X_in, W_in in [(X_garbage, weights), (X_garbage, sp.csr_matrix(weights)),
