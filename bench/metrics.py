@@ -9,8 +9,9 @@
 - GB/s: bytes of the X stream per iteration (``costs.x_stream_bytes``) over the median time, and its
   fraction of the read-X-once probe; TFLOP/s: useful flops per iteration (``costs.flops_per_iteration``)
   over the median time, and its fraction of the best GEMM rate measured in the same run;
-- per-call overhead: least squares ``chunk seconds = a + b · iterations`` over the chunks; ``a`` is what
-  one call into the provider costs beyond its iterations (validation, its own loss checks);
+- per-call overhead: measured in the warm-up (a 1-iteration call minus the marginal cost of an
+  iteration from a 3-iteration call): what one call into the provider costs beyond its iterations
+  (validation, its own loss checks). It is inside every timed chunk — what a caller pays per call;
 - flags: ``nan`` (a non-finite loss), ``loss-increased`` (a rise of more than 1e-6 relative between
   two evaluations — MU, HALS and CD all guarantee a non-increasing loss in exact arithmetic),
   ``busy-machine`` (other processes kept more than ``BUSY_CORES`` cores busy during the timed chunks:
@@ -56,13 +57,6 @@ def _time_to(target: float, times: list[float], losses: list[float], initial: fl
     return None
 
 
-def _overhead(seconds, iters) -> float | None:
-    if len(set(iters)) < 3:
-        return None
-    slope_intercept = np.polyfit(np.asarray(iters, float), np.asarray(seconds, float), 1)
-    return float(slope_intercept[1])
-
-
 def _flags(losses: list[float], initial: float) -> tuple[list[str], float]:
     flags, worst_rise = [], 0.0
     previous = initial
@@ -93,11 +87,11 @@ def _run_metrics(run, problem, best: float, flops: int, limits: dict) -> dict:
     out["final_over_best"] = run.losses[-1] / best if best > 0 and math.isfinite(run.losses[-1]) else None
     gbps = run.x_bytes_per_iter / p50 / 1e9
     tflops = flops / p50 / 1e12
-    gemm_limit = max(limits["gemm_tflops_square"], limits["gemm_tflops_wtx"], limits["gemm_tflops_xht"])
+    gemm_limit = max(v for key, v in limits.items() if key.startswith("gemm_tflops") and v)
     out["x_stream"] = {"bytes_per_iter": run.x_bytes_per_iter, "gbps": gbps,
                        "fraction_of_read_probe": gbps / limits["read_x_gbps"]}
     out["compute"] = {"flops_per_iter": flops, "tflops": tflops, "fraction_of_gemm_probe": tflops / gemm_limit}
-    out["call_overhead_s"] = _overhead(run.chunk_seconds, run.chunk_iters)
+    out["call_overhead_s"] = run.call_overhead_s
     flags, rise = _flags(run.losses, problem.initial_loss)
     if run.foreign_cores is not None and run.foreign_cores > BUSY_CORES:
         flags.append("busy-machine")

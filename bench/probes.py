@@ -3,7 +3,9 @@
 - read bandwidth: time to read X once (``X.sum()``): the best any pass over X can do on this machine,
   at this size (a 32 MB X may be helped by the caches; that is part of "this machine now"); plus a
   device-wide figure from a 1 GiB buffer (``large_bytes``);
-- GEMM rate: fp32 products of the problem's own shapes (``Wᵀ X`` and ``X Hᵀ``) and a square one.
+- GEMM rate: fp32 products of the problem's own shapes (``Wᵀ X`` and ``X Hᵀ``) and a square one,
+  through torch and (on a CPU) through numpy: their BLAS libraries differ (MKL vs OpenBLAS), and on some
+  CPUs the one torch does not use is the faster — the limit is the best of them.
 
 Each is the median of a few timings after one warm-up call.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 import statistics
 
+import numpy as np
 import torch
 
 from .clock import make_timer
@@ -44,8 +47,10 @@ def _read_gbps(X: torch.Tensor, repeats: int) -> float:
     return X.numel() * X.element_size() / seconds / 1e9
 
 
-def _gemm_tflops(a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
-    seconds = _median_seconds(lambda: a @ b, a.device, repeats)
+def _gemm_tflops(a, b, repeats: int) -> float:
+    """fp32 GEMM rate of ``a @ b``: torch tensors, or numpy arrays (timed on the CPU clock)."""
+    device = a.device if isinstance(a, torch.Tensor) else torch.device("cpu")
+    seconds = _median_seconds(lambda: a @ b, device, repeats)
     return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e12
 
 
@@ -57,7 +62,9 @@ def device_limits(device: torch.device, large_bytes: int, square: int, repeats: 
     a = torch.rand(square, square, device=device)
     b = torch.rand(square, square, device=device)
     gemm = _gemm_tflops(a, b, repeats)
+    numpy_gemm = _gemm_tflops(a.cpu().numpy(), b.cpu().numpy(), repeats) if device.type == "cpu" else None
     return {
+        "gemm_tflops_square_numpy": numpy_gemm,
         "read_gbps_large": read,
         "read_large_bytes": int(large_bytes),
         "gemm_tflops_square": gemm,
@@ -71,8 +78,12 @@ def problem_limits(X: torch.Tensor, k: int, repeats: int = 5) -> dict:
     m, n = X.shape
     W = torch.rand(m, k, device=X.device)
     H = torch.rand(k, n, device=X.device)
-    return {
+    limits = {
         "read_x_gbps": _read_gbps(X, repeats),
         "gemm_tflops_wtx": _gemm_tflops(W.T, X, repeats),
         "gemm_tflops_xht": _gemm_tflops(X, H.T, repeats),
+        "gemm_tflops_wtx_numpy": None,
     }
+    if X.device.type == "cpu":
+        limits["gemm_tflops_wtx_numpy"] = _gemm_tflops(W.numpy().T, X.numpy(), repeats)
+    return limits

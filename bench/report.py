@@ -8,7 +8,7 @@ import math
 __all__ = ["write_jsonl", "markdown", "COLUMNS"]
 
 COLUMNS = (
-    "provider", "ms/iter median [p20–p80]", "iters", "t → 1.01×", "t → 1.001×", "final / best",
+    "provider", "ms/iter median [p20–p80]", "ms/call", "iters", "t → 1.01×", "t → 1.001×", "final / best",
     "X GB/s (% of read probe)", "TFLOP/s (% of GEMM probe)", "peak MiB", "speed-up vs best peer: to 1.01× / per iter",
     "flags",
 )
@@ -66,7 +66,8 @@ def _row(record: dict) -> list[str]:
     memory = record.get("peak_memory_bytes")
     ratio = record.get("final_over_best")
     return [
-        name, ms, str(record["iterations"]),
+        name, ms, _g(None if record.get("call_overhead_s") is None else record["call_overhead_s"] * 1e3),
+        str(record["iterations"]),
         _seconds(record["time_to_target_s"]["1.01"]), _seconds(record["time_to_target_s"]["1.001"]),
         "—" if ratio is None else f"{ratio:.4f}",
         f"{_g(x['gbps'])} ({x['fraction_of_read_probe']:.0%})",
@@ -89,7 +90,9 @@ def _problem_header(record: dict) -> list[str]:
         f"Initial loss {_g(p['initial_loss'], 5)}, best loss reached {_g(p['best_loss'], 6)}. "
         f"Limits measured in this run: read X once {_g(lim['read_x_gbps'])} GB/s; fp32 GEMM "
         f"{_g(lim['gemm_tflops_wtx'])} (WᵀX) / {_g(lim['gemm_tflops_xht'])} (XHᵀ) / "
-        f"{_g(lim['gemm_tflops_square'])} (square {lim['gemm_square_size']}³) TFLOP/s.",
+        f"{_g(lim['gemm_tflops_square'])} (square {lim['gemm_square_size']}³) TFLOP/s through torch"
+        + (f"; through numpy {_g(lim.get('gemm_tflops_wtx_numpy'))} (WᵀX) / {_g(lim.get('gemm_tflops_square_numpy'))} (square)"
+           if lim.get("gemm_tflops_wtx_numpy") else "") + ".",
         "",
     ]
 
@@ -121,7 +124,8 @@ def markdown(records: list[dict], title: str = "fastnmf benchmark") -> str:
         lines.append("")
     methods = sorted({r["peak_memory_method"] for r in records if r.get("peak_memory_method")})
     lines += [
-        "Legend: times per iteration exclude warm-up; t → target is the timed time until the shared loss first",
+        "Legend: times per iteration exclude warm-up but include each call's overhead (ms/call: what one call into",
+        "the provider costs beyond its iterations, measured in the warm-up); t → target is the timed time until the shared loss first",
         "reached 1.01× / 1.001× the best loss any provider reached (interpolated between loss evaluations;",
         "— = not within the budget). final / best: 1.0000 is the best. Speed-up: the best peer's time over this",
         "provider's (> = lower bound: no peer reached the target, so the peers' longest run is used).",

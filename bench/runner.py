@@ -4,10 +4,12 @@ For one (provider, problem):
 
 1. warm-up: start from (W0, H0), run ``warmup_iters`` iterations, throw the result away — first-call
    costs (Triton compilation, library initialization, first-touch page faults) are paid here, untimed;
+   then time a 1-iteration and a 3-iteration call: their difference gives the per-call overhead;
 2. start again from the same (W0, H0) and run chunks of n iterations, timing each chunk alone; between
    chunks (outside the clock) take the factors and evaluate the shared loss;
 3. chunk sizes grow geometrically from 1 (fine time resolution while the loss falls fast, few loss
-   evaluations later), are capped at ``budget / target_chunks`` seconds, and stop once the timed total
+   evaluations later), are capped at ``budget / target_chunks`` seconds of iterations (per-call overhead
+   not counted), and stop once the timed total
    passes the problem's budget or its ``max_iter``; a NaN loss stops the run at once.
 
 Ctrl-C stops everything: the interrupted run keeps what it measured, and the caller reports all of it.
@@ -65,6 +67,7 @@ class Run:
     setup_s: float = 0.0  # untimed: building the session and its first start
     waited_s: float = 0.0  # for the machine to go quiet before the run
     foreign_cores: float | None = None  # cores other processes kept busy during the timed chunks
+    call_overhead_s: float | None = None  # per call into the provider, beyond its iterations (warm-up)
     chunk_seconds: list = field(default_factory=list)
     chunk_iters: list = field(default_factory=list)
     losses: list = field(default_factory=list)  # shared loss after each chunk
@@ -105,8 +108,10 @@ def _skipped_run(skip: Skipped) -> Run:
 
 
 def _next_chunk(n: int, seconds: float, elapsed: float, budget: float, done: int, max_iter: int,
-                settings: Settings) -> int:
-    per_iter = max(seconds / n, 1e-9)
+                settings: Settings, overhead: float) -> int:
+    # Sized by the time per iteration *without* the per-call overhead: a provider whose calls are
+    # expensive gets longer chunks, so that the overhead does not pass for iteration time.
+    per_iter = max((seconds - overhead) / n, 0.05 * seconds / n, 1e-9)
     cap = max(1, int(budget / settings.target_chunks / per_iter))
     remaining = max(1, math.ceil((budget - elapsed) / per_iter))
     return max(1, min(math.ceil(n * settings.growth), cap, remaining, max_iter - done))
@@ -125,6 +130,11 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     session.advance(warmup)
     _sync(session.device)
     run.warmup_iters = warmup
+    # What one call costs beyond its iterations (validation, the provider's own loss checks): from a
+    # 1-iteration and a 3-iteration call. It sizes the chunks (below) and is reported on its own.
+    one = make_timer(session.device)(lambda: session.advance(1))
+    three = make_timer(session.device)(lambda: session.advance(3))
+    run.call_overhead_s = max(0.0, one - max(0.0, (three - one) / 2))
     # A fresh session for the timed run: the warm-up's state must not sit in the memory baseline.
     del session
     release_freed_memory()
@@ -159,7 +169,7 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
         run.losses.append(loss)
         if not math.isfinite(loss) or elapsed >= budget or done >= spec.max_iter:
             break
-        n = _next_chunk(n, seconds, elapsed, budget, done, spec.max_iter, settings)
+        n = _next_chunk(n, seconds, elapsed, budget, done, spec.max_iter, settings, run.call_overhead_s or 0.0)
 
 
 def _budget(spec, settings: Settings) -> float:
