@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import torch
 
+from . import backend_torch
 from .entrywise import divergence, zero_data_divergence
 from .losses import mu_exponent
 from .safeguard import apply_factor_floor_, safe_ratio
 from .sparse import SparseMatrix, column_blocks
-from . import backend_torch
 
 __all__ = ["mu_update_h", "objective", "hals_update_h", "multiplicative_step", "power_products", "power_sum"]
 
@@ -55,12 +55,15 @@ def multiplicative_step(numerator, denominator, H, *, beta: float, l1: float, l2
     return apply_factor_floor_(ratio.mul_(H))
 
 
-def power_products(W: torch.Tensor, H: torch.Tensor, exponent: float, eps_r: float) -> torch.Tensor:
-    """``Wᵀ max(WH, eps_r)^exponent`` (k×n) over column blocks of WH: 4·m·n·k flops, m×b memory."""
+def power_products(W: torch.Tensor, H: torch.Tensor, exponent: float, eps_r: float | None) -> torch.Tensor:
+    """``Wᵀ max(WH, eps_r)^exponent`` (k×n) over column blocks of WH: 4·m·n·k flops, m×b memory.
+    ``eps_r=None``: no reconstruction floor (β > 2, as in ``backend_torch``)."""
     m, n = W.shape[0], H.shape[1]
     out = torch.empty(H.shape, dtype=H.dtype, device=H.device)
     for block in column_blocks(m, n):
-        R = (W @ H[:, block]).clamp_min_(eps_r)
+        R = W @ H[:, block]
+        if eps_r is not None:
+            R.clamp_min_(eps_r)
         out[:, block] = W.T @ (R.reciprocal_() if exponent == -1.0 else R.pow_(exponent))
     return out
 
@@ -90,8 +93,7 @@ def _numerator_denominator(X: SparseMatrix, W, H, beta, eps_r):
     if beta == 0.0:
         inverse = r.reciprocal_()
         return X.left_product(W, x * inverse.square()), power_products(W, H, -1.0, eps_r)
-    # eps_r for β > 2 too: no effect on positive WH (the factor floor keeps WH ≥ k·φ² > 0) but uniform code.
-    floor = eps_r if beta < 2.0 else 0.0
+    floor = eps_r if beta < 2.0 else None  # the safeguard's reconstruction floor is for β < 2 only
     return X.left_product(W, x * r.pow(beta - 2.0)), power_products(W, H, beta - 1.0, floor)
 
 

@@ -216,3 +216,16 @@ def test_masked_entries_are_predicted_from_the_others():
 def test_bad_weights_and_missing_values(X, options, error, match):
     with pytest.raises(error, match=match):
         non_negative_factorization(X, n_components=1, max_iter=2, **options)
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_a_fully_missing_row_and_column_hit_the_safeguard_not_nan(beta):
+    # Their numerators and denominators are exactly 0: the denominator floor turns 0/0 into 0, and the
+    # factor floor keeps those entries at φ (fastnmf.safeguard).
+    X, _ = _data(seed=12, zeros=0.0)
+    X[4], X[:, 6] = np.nan, np.nan
+    W, H = _fit(X, beta, missing_values=np.nan, max_iter=5)
+    assert np.isfinite(W).all() and np.isfinite(H).all()
+    floor = np.sqrt(np.finfo(np.float64).tiny)
+    np.testing.assert_array_equal(W[4], floor)
+    np.testing.assert_array_equal(H[:, 6], floor)
