@@ -39,15 +39,18 @@ def non_finite_error(first: int, last: int, objective: float, X: torch.Tensor, b
     )
 
 
-def out_of_memory_error(X: torch.Tensor, k: int, beta: float, backend: str, factor_itemsize: int) -> MemoryError:
+def out_of_memory_error(X, k: int, beta: float, backend: str, factor_itemsize: int) -> MemoryError:
     m, n = X.shape
     needed = step_memory_bytes(X, k, beta, backend, factor_itemsize)
-    hints = ["store X as float16/bfloat16 (half the bytes; factors stay float32)", "pass X as a sparse matrix",
-             f"use a smaller n_components than {k}"]
+    nnz = getattr(X, "nnz", None)  # sparse X (fastnmf.sparse.SparseMatrix) holds nnz entries, not m·n
+    stored = f"{nnz} stored entries of " if nnz is not None else ""
+    hints = ["store X as float16/bfloat16 (half the bytes; factors stay float32)", f"use a smaller n_components than {k}"]
+    if nnz is None:
+        hints.insert(1, "pass X as a sparse matrix")
     if beta != 2.0 and backend == "torch":
         hints.insert(0, "use backend='triton' (its KL/β updates never build the m×n reconstruction)")
     return MemoryError(
-        f"Out of GPU memory: X is {m}×{n} {X.dtype} ({_gib(X.numel() * X.element_size())}) on {X.device}, "
+        f"Out of GPU memory: X is {m}×{n} {stored}{X.dtype} ({_gib((nnz or X.numel()) * X.element_size())}) on {X.device}, "
         f"k={k}, beta_loss={beta}, backend={backend!r}; one iteration needs about {_gib(needed)} more. "
         "To fit: " + "; ".join(hints) + "."
     )

@@ -68,6 +68,17 @@ def test_gpu_out_of_memory_becomes_an_actionable_error(monkeypatch):
         NMF(2, solver="mu", beta_loss=1, max_iter=5, random_state=0).fit(X_DATA)
 
 
+def test_out_of_memory_on_sparse_data_sizes_the_stored_entries():
+    import scipy.sparse as sp
+
+    from fastnmf.errors import out_of_memory_error
+    from fastnmf.validation import as_tensor
+
+    X, _ = as_tensor(sp.random(200, 100, density=0.05, format="csr", random_state=0))
+    message = str(out_of_memory_error(X, 4, 1.0, "torch-sparse", 4))
+    assert "X is 200×100 1000 stored entries of" in message and "pass X as a sparse matrix" not in message
+
+
 @pytest.mark.parametrize("solver", ["mu", "hals"])
 def test_checkpoint_and_resume_reach_the_uninterrupted_result(tmp_path, monkeypatch, solver):
     path = tmp_path / "fit.npz"
