@@ -14,20 +14,36 @@ from .safeguard import apply_factor_floor_, factor_floor, hals_step_sizes, safe_
 __all__ = ["mu_update_h", "objective", "hals_sweeps_", "hals_update_h"]
 
 
+def _reconstruction_like(X, W, H):
+    """``WH`` in X's memory layout. The W update sees X as a transposed (column-major) view; an R built
+    row-major beside it made ``X / R`` 15× slower (120 vs 8 ms at 4000×2000 on 2 cores)."""
+    if X.stride(0) < X.stride(1):
+        return (H.T @ W.T).T
+    return W @ H
+
+
+def _transposed_product(W, Q):
+    """``WᵀQ``, as ``(QᵀW)ᵀ`` when Q is column-major so the GEMM reads Q row by row (32 vs 50 ms for the
+    KL numerator of the W update at 4000×2000, k=32)."""
+    if Q.stride(0) < Q.stride(1):
+        return (Q.T @ W).T
+    return W.T @ Q
+
+
 def _numerator_denominator(X, W, H, beta, eps_r):
     if beta == 2.0:
         # Gram trick: (WᵀW)H with a k×k Gram, never Wᵀ(WH).
         return W.T @ X, (W.T @ W) @ H
-    R = W @ H
+    R = _reconstruction_like(X, W, H)
     if beta < 2.0:
         R.clamp_min_(eps_r)
     if beta == 1.0:
         # The KL denominator is Wᵀ1: a column sum broadcast over the columns, never a GEMM with ones.
-        return W.T @ (X / R), W.sum(dim=0).unsqueeze(1)
+        return _transposed_product(W, X / R), W.sum(dim=0).unsqueeze(1)
     if beta == 0.0:
         inverse = R.reciprocal_()  # R^−1, then X·R^−2 = X·(R^−1)²: no pow on the fast path.
-        return W.T @ (X * inverse.square()), W.T @ inverse
-    return W.T @ (X * R.pow(beta - 2.0)), W.T @ R.pow_(beta - 1.0)
+        return _transposed_product(W, X * inverse.square()), _transposed_product(W, inverse)
+    return _transposed_product(W, X * R.pow(beta - 2.0)), _transposed_product(W, R.pow_(beta - 1.0))
 
 
 @torch.no_grad()

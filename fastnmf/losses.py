@@ -88,9 +88,12 @@ def factorization_divergence(
             # X − WH in one GEMM call (addmm with alpha=−1): one temporary per block instead of three.
             residual = torch.addmm(X[block].to(W.dtype), W[block], H, alpha=-1.0)
             total += 0.5 * torch.linalg.vector_norm(residual, dtype=torch.float64).square()
+        elif beta in (0.0, 1.0):
+            # Ratios and logs stay in range: data far from 1 is rescaled first (fastnmf.scaling).
+            total += beta_divergence(X[block], W[block] @ H, beta, eps_r=eps_r)
         else:
-            # Powers and logs in float64: x^β and r^β overflow float32 long before the fit does (fuzzing
-            # found β = 3 with X ~ 4e6 giving an infinite objective), and the general-β formula cancels.
+            # Powers in float64: x^β and r^β overflow float32 long before the fit does (fuzzing found
+            # β = 3 with X ~ 4e6 giving an infinite objective), and the general-β formula cancels.
             total += beta_divergence(X[block].double(), (W[block] @ H).double(), beta, eps_r=eps_r)
     return total
 
