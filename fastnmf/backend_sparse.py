@@ -34,25 +34,9 @@ import torch
 
 from . import backend_torch
 from .entrywise import divergence, zero_data_divergence
-from .losses import mu_exponent
-from .safeguard import apply_factor_floor_, safe_ratio
 from .sparse import SparseMatrix, column_blocks
 
-__all__ = ["mu_update_h", "objective", "hals_update_h", "multiplicative_step", "power_products", "power_sum"]
-
-
-def multiplicative_step(numerator, denominator, H, *, beta: float, l1: float, l2: float) -> torch.Tensor:
-    """``max(H ∘ (num / max(den + l1 + l2·H, tiny))^γ(β), φ)``: the update of ``backend_torch.mu_update_h``
-    given its numerator and denominator, with the safeguard rule."""
-    if l1:
-        denominator = denominator + l1
-    if l2:
-        denominator = denominator + l2 * H
-    ratio = safe_ratio(numerator, denominator)
-    gamma = mu_exponent(beta)
-    if gamma != 1.0:
-        ratio.pow_(gamma)
-    return apply_factor_floor_(ratio.mul_(H))
+__all__ = ["mu_update_h", "objective", "hals_update_h", "power_products", "power_sum"]
 
 
 def power_products(W: torch.Tensor, H: torch.Tensor, exponent: float, eps_r: float | None) -> torch.Tensor:
@@ -101,7 +85,7 @@ def _numerator_denominator(X: SparseMatrix, W, H, beta, eps_r):
 def mu_update_h(X: SparseMatrix, W, H, *, beta: float, l1: float = 0.0, l2: float = 0.0, eps_r: float):
     """One multiplicative update of H for sparse ``X ≈ WH``; a new tensor (costs: module docstring)."""
     numerator, denominator = _numerator_denominator(X, W, H, beta, eps_r)
-    return multiplicative_step(numerator, denominator, H, beta=beta, l1=l1, l2=l2)
+    return backend_torch.multiplicative_step(numerator, denominator, H, beta=beta, l1=l1, l2=l2)
 
 
 @torch.no_grad()

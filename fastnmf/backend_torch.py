@@ -11,7 +11,7 @@ import torch
 from .losses import factorization_divergence, mu_exponent
 from .safeguard import apply_factor_floor_, factor_floor, hals_step_sizes, safe_ratio
 
-__all__ = ["mu_update_h", "objective", "hals_sweeps_", "hals_update_h"]
+__all__ = ["mu_update_h", "multiplicative_step", "objective", "hals_sweeps_", "hals_update_h"]
 
 
 def _reconstruction_like(X, W, H):
@@ -63,6 +63,12 @@ def mu_update_h(
     DESIGN.md §2 and the safeguard rule of ``fastnmf.safeguard``.
     """
     numerator, denominator = _numerator_denominator(X, W, H, beta, eps_r)
+    return multiplicative_step(numerator, denominator, H, beta=beta, l1=l1, l2=l2)
+
+
+def multiplicative_step(numerator, denominator, H, *, beta: float, l1: float, l2: float) -> torch.Tensor:
+    """``max(H ∘ (num / max(den + l1 + l2·H, tiny))^γ(β), φ)``: the MU step given its numerator and
+    denominator, with the safeguard rule; shared by the dense, sparse and weighted torch backends."""
     if l1:
         denominator = denominator + l1
     if l2:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from .backend_sparse import multiplicative_step
+from .backend_torch import multiplicative_step
 from .entrywise import divergence
 from .ops import Backend
 from .sparse import column_blocks
