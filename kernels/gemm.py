@@ -19,7 +19,7 @@ import triton.language as tl
 
 from .configs import MUConfig, interpreting, matmul_tn_config
 from .launch import X_DTYPES, check_precision, new_workspace, split_rows
-from .tile_ops import tile_pointers
+from .tile_ops import tile_pointers, wt_x_rows
 
 __all__ = ["matmul_tn", "matmul_tn_cost"]
 
@@ -43,22 +43,13 @@ def _matmul_tn_kernel(
     pid_s = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    offs_m = tl.arange(0, BLOCK_M)
     mask_n = offs_n < N
     mask_k = offs_k < K
 
-    accumulator = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
     row_start = pid_s * rows_per_split
     row_end = tl.minimum(row_start + rows_per_split, M)
-    for i in range(row_start, row_end, BLOCK_M):
-        rows = i + offs_m
-        mask_m = rows < row_end
-        # Wᵀ is loaded directly as BLOCK_K × BLOCK_M (strides swapped): no transpose in registers.
-        w_t = tl.load(tile_pointers(W, offs_k, rows, stride_wk, stride_wm),
-                      mask=mask_k[:, None] & mask_m[None, :], other=0.0)
-        x = tl.load(tile_pointers(X, rows, offs_n, stride_xm, stride_xn),
-                    mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
-        accumulator = tl.dot(w_t, x, accumulator, input_precision=PRECISION)
+    accumulator = wt_x_rows(W, X, offs_k, offs_n, mask_k, mask_n, row_start, row_end,
+                            stride_wm, stride_wk, stride_xm, stride_xn, BLOCK_M, BLOCK_K, BLOCK_N, PRECISION)
 
     out = OUT + pid_s * stride_os
     tl.store(tile_pointers(out, offs_k, offs_n, stride_ok, stride_on), accumulator,

@@ -20,7 +20,7 @@ from ..safeguard import denominator_floor, factor_floor
 from .configs import MUConfig, mu_frobenius_config
 from .launch import check_factorization, check_precision, check_scalar, new_output, new_workspace, split_rows
 from .mu_finalize import finalize_split_update
-from .tile_ops import mu_epilogue, tile_pointers
+from .tile_ops import mu_epilogue, tile_pointers, wt_x_rows
 
 __all__ = ["mu_frobenius_update_h", "mu_frobenius_cost"]
 
@@ -69,23 +69,14 @@ def _mu_frobenius_h_kernel(
     pid_s = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    offs_m = tl.arange(0, BLOCK_M)
     mask_n = offs_n < N
     mask_k = offs_k < K
 
     # ---- stream X once: numerator = W[rows, tile]ᵀ X[rows, cols], fp32 accumulator in registers
-    numerator = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
     row_start = pid_s * rows_per_split
     row_end = tl.minimum(row_start + rows_per_split, M)
-    for i in range(row_start, row_end, BLOCK_M):
-        rows = i + offs_m
-        mask_m = rows < row_end
-        # Wᵀ is loaded directly as BLOCK_K × BLOCK_M (strides swapped): no transpose in registers.
-        w_t = tl.load(tile_pointers(W, offs_k, rows, stride_wk, stride_wm),
-                      mask=mask_k[:, None] & mask_m[None, :], other=0.0)
-        x = tl.load(tile_pointers(X, rows, offs_n, stride_xm, stride_xn),
-                    mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
-        numerator = tl.dot(w_t, x, numerator, input_precision=PRECISION)
+    numerator = wt_x_rows(W, X, offs_k, offs_n, mask_k, mask_n, row_start, row_end,
+                          stride_wm, stride_wk, stride_xm, stride_xn, BLOCK_M, BLOCK_K, BLOCK_N, PRECISION)
 
     mask = mask_k[:, None] & mask_n[None, :]
     if SPLIT_M:

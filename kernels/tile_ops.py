@@ -51,3 +51,23 @@ def mu_epilogue(h, numerator, denominator, gamma, l1, l2, tiny, phi, HAS_GAMMA: 
     if HAS_GAMMA:
         ratio = pow_nonnegative(ratio, gamma)
     return tl.maximum(h * ratio, phi)
+
+
+@triton.jit
+def wt_x_rows(W, X, offs_k, offs_n, mask_k, mask_n, row_start, row_end,
+              stride_wm, stride_wk, stride_xm, stride_xn,
+              BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    """``W[rows, offs_k]ᵀ X[rows, offs_n]`` over rows ``[row_start, row_end)``: X streamed once in BLOCK_M
+    row tiles, upcast to fp32 in registers, fp32 accumulator (shared by the GEMM and the Frobenius MU)."""
+    offs_m = tl.arange(0, BLOCK_M)
+    accumulator = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+    for i in range(row_start, row_end, BLOCK_M):
+        rows = i + offs_m
+        mask_m = rows < row_end
+        # Wᵀ is loaded directly as BLOCK_K × BLOCK_M (strides swapped): no transpose in registers.
+        w_t = tl.load(tile_pointers(W, offs_k, rows, stride_wk, stride_wm),
+                      mask=mask_k[:, None] & mask_m[None, :], other=0.0)
+        x = tl.load(tile_pointers(X, rows, offs_n, stride_xm, stride_xn),
+                    mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
+        accumulator = tl.dot(w_t, x, accumulator, input_precision=PRECISION)
+    return accumulator
