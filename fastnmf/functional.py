@@ -17,7 +17,7 @@ from .losses import parse_beta_loss
 from .ops import BACKEND_NAMES, PRECISIONS, resolve_backend
 from .safeguard import apply_factor_floor_, reconstruction_floor
 from .scaling import choose_scaling
-from .solvers import SOLVER_NAMES, Problem, SolverResult, solve
+from .solvers import SOLVER_NAMES, Problem, SolverResult, solve, supports
 from .sparse import SparseMatrix
 from .validation import InputKind, as_tensor, check_choice, check_factor, check_int, check_real
 from .weights import WeightedMatrix, check_missing_values, weighted_data
@@ -92,6 +92,7 @@ def fit_factorization(
     start_iteration=0,
     history=None,
     on_check=None,
+    callback=None,
 ) -> FitOutput:
     """Validate everything, then initialize and solve. See :func:`non_negative_factorization`.
 
@@ -101,7 +102,7 @@ def fit_factorization(
     # Options first: a bad option must not cost a pass over X.
     beta = parse_beta_loss(beta_loss)
     check_choice(solver, "solver", SOLVER_NAMES + ("auto",))
-    if solver == "hals" and beta != 2.0:
+    if solver != "auto" and not supports(solver, beta):
         raise ValueError(
             f"solver='hals' minimizes the Frobenius loss only (beta_loss=2), got beta_loss={beta_loss!r}; "
             "use solver='mu' (or 'auto') for other losses."
@@ -122,6 +123,8 @@ def fit_factorization(
     check_every = check_int(check_every, "check_every", minimum=1)
     if not isinstance(update_H, bool):
         raise ValueError(f"Invalid update_H={update_H!r}: expected True or False.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(n_iter, W, H), got {type(callback).__name__}: {callback!r}.")
 
     weighted = weights is not None or missing_values is not None
     X, kind = as_tensor(X, "X", device=device, check_values=not weighted)
@@ -152,11 +155,16 @@ def fit_factorization(
     if history is not None:
         history = [scaling.objective_in(value) for value in history]
     report = None if on_check is None else (lambda current: on_check(scaling.result_out(current), validated_x))
+    if callback is not None and not scaling.identity:
+        user_callback = callback
+
+        def callback(n_iter, W, H):  # the solver works on the rescaled data; the user sees X's units
+            return user_callback(n_iter, scaling.factor_out(W), scaling.factor_out(H))
     try:
         result = solve(
             problem, W, H, solver=solver, update_h=update_H, max_iter=max_iter, tol=tol,
             check_every=check_every, verbose=verbose, solver_options=solver_options,
-            start_iteration=start_iteration, history=history, on_check=report,
+            start_iteration=start_iteration, history=history, on_check=report, callback=callback,
         )
     except FitInterrupted as interrupt:
         output = FitOutput(result=scaling.result_out(interrupt.result), kind=kind, n_components=k, beta=beta)
@@ -227,6 +235,7 @@ def non_negative_factorization(
     extrapolate=False,
     weights=None,
     missing_values=None,
+    callback=None,
 ):
     """Find non-negative W, H whose product approximates the non-negative X.
 
@@ -266,8 +275,8 @@ def non_negative_factorization(
         2012), Frobenius only, unweighted. "auto": "hals" for the unweighted Frobenius loss, else "mu".
     beta_loss : str or float
     tol : float
-        Stop when the objective's decrease over ``check_every`` iterations, relative to its initial
-        value, falls below ``tol``.
+        Stop when the objective's decrease over ``check_every`` iterations, relative to its value at the
+        previous check, falls below ``tol``.
     max_iter : int
     alpha_W, alpha_H, l1_ratio : float
         Regularization, scikit-learn's parameterization; ``alpha_H="same"`` uses ``alpha_W``.
@@ -297,6 +306,12 @@ def non_negative_factorization(
     missing_values : None or np.nan
         np.nan: NaN entries of X are missing (weight 0) instead of an error. Solver "mu" only, when X
         holds NaN.
+    callback : callable, optional
+        ``callback(n_iter, W, H)``, called with the starting point (``n_iter = 0``) and after every
+        iteration, with the current factors: torch tensors on the computing device, in X's units, owned by
+        the solver (copy what you keep; never modify them). Return True to stop there (the objective is
+        evaluated once more, as at ``max_iter``). It costs no synchronization unless it reads the factors' values (then one, on a
+        GPU): timing, progress logging and custom stopping rules hook in here.
 
     Returns
     -------
@@ -307,6 +322,7 @@ def non_negative_factorization(
         max_iter=max_iter, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, random_state=random_state,
         verbose=verbose, backend=backend, precision=precision, check_every=check_every, device=device,
         inner_iter=inner_iter, extrapolate=extrapolate, weights=weights, missing_values=missing_values,
+        callback=callback,
     )
     result = fit.result
     return fit.kind.output(result.W.contiguous()), fit.kind.output(result.H.contiguous()), result.n_iter

@@ -20,9 +20,16 @@ from .losses import regularization_penalty
 from .ops import Backend
 from .safeguard import apply_factor_floor_
 
-__all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve"]
+__all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve", "supports"]
 
 SOLVER_NAMES = ("mu", "hals")
+
+
+def supports(solver: str, beta: float) -> bool:
+    """Whether ``solver`` minimizes the β-divergence ``beta``: MU any β, HALS the Frobenius loss (β = 2)."""
+    if solver not in SOLVER_NAMES:
+        raise ValueError(f"Unknown solver {solver!r}: expected one of {list(SOLVER_NAMES)}.")
+    return solver == "mu" or float(beta) == 2.0
 
 
 @dataclass(frozen=True)
@@ -188,12 +195,17 @@ def solve(
     start_iteration: int = 0,
     history: list[float] | None = None,
     on_check: Callable | None = None,
+    callback: Callable | None = None,
 ) -> SolverResult:
     """Run ``solver`` from (W, H) up to iteration ``max_iter``; returns the last iterate.
 
     ``solver_options`` go to the solver (HALS: ``inner_iter``, ``extrapolate``). A resumed fit passes the
     ``start_iteration`` and ``history`` it stopped at. ``on_check(result)`` is called after every
     evaluation of the objective with the iterate so far (checkpoints hook in there).
+    ``callback(n_iter, W, H)`` is called with the start (``n_iter = start_iteration``, after its
+    evaluation) and after every iteration (before any evaluation); a true return value ends the fit there
+    (after an iteration, the objective is evaluated once more, as at ``max_iter``). It runs on the host
+    between two launches and must not modify W or H.
 
     Raises :class:`FloatingPointError` as soon as an evaluation finds a non-finite objective (NaN/Inf in
     the factors: no such iterate is ever returned), :class:`fastnmf.errors.FitInterrupted` (a
@@ -214,11 +226,14 @@ def solve(
         progress = tqdm(total=max_iter, initial=start_iteration, desc=f"NMF {solver} ({problem.backend.name})", unit="it")
         progress.set_postfix(loss=f"{previous:.6g}")
     try:
-        for n_iter in range(start_iteration + 1, max_iter + 1):
+        # The callback sees the start too (n_iter = start_iteration), so a timer or a log can begin there.
+        stop_at_start = callback is not None and bool(callback(start_iteration, W, H))
+        for n_iter in range(start_iteration + 1, (start_iteration if stop_at_start else max_iter) + 1):
             W, H = iteration.step(W, H)
             if progress is not None:
                 progress.update(1)
-            if n_iter % check_every and n_iter != max_iter:
+            stop = callback is not None and bool(callback(n_iter, W, H))
+            if not stop and n_iter % check_every and n_iter != max_iter:
                 continue
             divergence, current = problem.evaluate(W, H)
             if not math.isfinite(current):
@@ -229,7 +244,7 @@ def solve(
                 on_check(result)
             if progress is not None:
                 progress.set_postfix(loss=f"{current:.6g}")
-            if previous <= 0.0 or (previous - current) / previous < tol:
+            if stop or previous <= 0.0 or (previous - current) / previous < tol:
                 break
             previous = current
     except KeyboardInterrupt as interrupt:

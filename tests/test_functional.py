@@ -61,3 +61,54 @@ def test_device_option_returns_numpy_for_numpy_input():
     X = np.random.RandomState(0).rand(6, 5)
     W, H, _ = non_negative_factorization(X, n_components=2, max_iter=3, device="cpu", random_state=0)
     assert isinstance(W, np.ndarray) and isinstance(H, np.ndarray)
+
+
+@pytest.mark.parametrize("solver", ["mu", "hals"])
+def test_callback_sees_every_iterate_and_stopping_early_equals_a_shorter_fit(solver):
+    rng = np.random.default_rng(3)
+    X = rng.random((30, 20))
+    W0, H0 = rng.random((30, 4)) + 0.1, rng.random((4, 20)) + 0.1
+    seen = []
+
+    def record(n_iter, W, H):
+        assert isinstance(W, torch.Tensor) and W.shape == (30, 4) and H.shape == (4, 20)
+        seen.append((n_iter, W.clone(), H.clone()))
+        return n_iter == 7
+
+    W, H, n_iter = non_negative_factorization(X, W0, H0, init="custom", solver=solver, tol=0.0, max_iter=50,
+                                              check_every=5, callback=record)
+    assert n_iter == 7 and [it for it, _, _ in seen] == list(range(0, 8))
+    np.testing.assert_array_equal(seen[0][1].numpy(), W0)
+    W7, H7, n7 = non_negative_factorization(X, W0, H0, init="custom", solver=solver, tol=0.0, max_iter=7,
+                                            check_every=5)
+    assert n7 == 7
+    np.testing.assert_array_equal(W, W7)
+    np.testing.assert_array_equal(H, H7)
+    np.testing.assert_array_equal(seen[-1][1].numpy(), W7)
+    W3, _, _ = non_negative_factorization(X, W0, H0, init="custom", solver=solver, tol=0.0, max_iter=3)
+    np.testing.assert_array_equal(seen[3][1].numpy(), W3)
+
+
+def test_callback_gets_factors_in_the_users_units_when_data_is_rescaled():
+    # 1e20 is outside [2^-32, 2^32]: the solver works on X / 4^e (fastnmf.scaling); the callback must not.
+    rng = np.random.default_rng(0)
+    X = rng.random((12, 9)) * 1e20
+    last = {}
+    W, H, _ = non_negative_factorization(X, n_components=3, init="random", random_state=0, solver="mu",
+                                         max_iter=4, tol=0.0, callback=lambda i, W, H: last.update(W=W.clone(), H=H.clone()))
+    np.testing.assert_allclose(last["W"].numpy(), W, rtol=1e-12)
+    np.testing.assert_allclose(last["H"].numpy(), H, rtol=1e-12)
+
+
+def test_callback_that_is_not_callable_is_rejected_before_any_work():
+    with pytest.raises(TypeError, match="callback must be callable.*int: 3"):
+        non_negative_factorization(np.ones((3, 3)), n_components=1, callback=3)
+
+
+def test_callback_returning_true_at_the_start_runs_no_iteration():
+    X = np.random.default_rng(1).random((8, 6))
+    W0, H0 = np.full((8, 2), 0.5), np.full((2, 6), 0.5)
+    W, H, n_iter = non_negative_factorization(X, W0, H0, init="custom", solver="mu", callback=lambda i, W, H: True)
+    assert n_iter == 0
+    np.testing.assert_array_equal(W, W0)
+    np.testing.assert_array_equal(H, H0)

@@ -146,3 +146,12 @@ def test_hals_transform_solves_w_for_fixed_h():
     X = W_true @ H_true
     W, H, _ = non_negative_factorization(X, H=H_true, n_components=3, update_H=False, solver="hals", max_iter=1000, tol=0.0)
     np.testing.assert_allclose(W @ H_true, X, atol=1e-8)
+
+
+def test_supports_names_the_losses_each_solver_minimizes():
+    from fastnmf.solvers import supports
+
+    assert supports("mu", 0.0) and supports("mu", 1.0) and supports("mu", 2.0) and supports("mu", -0.7)
+    assert supports("hals", 2.0) and supports("hals", 2) and not supports("hals", 1.0)
+    with pytest.raises(ValueError, match="Unknown solver 'cd'"):
+        supports("cd", 2.0)
