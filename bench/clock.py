@@ -47,12 +47,21 @@ def release_freed_memory() -> None:
 
 
 class _CpuTimer:
+    """``timer(fn)`` times one call; ``start()`` … ``stop()`` time whatever runs in between (a provider
+    that reports through a callback)."""
+
     name = "time.perf_counter"
 
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def stop(self) -> float:
+        return time.perf_counter() - self._start
+
     def __call__(self, fn: Callable[[], None]) -> float:
-        start = time.perf_counter()
+        self.start()
         fn()
-        return time.perf_counter() - start
+        return self.stop()
 
 
 class _CudaTimer:
@@ -61,15 +70,21 @@ class _CudaTimer:
     def __init__(self, device: torch.device):
         self.device = device
 
-    def __call__(self, fn: Callable[[], None]) -> float:
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
+    def start(self) -> None:
+        self._start = torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(self.device)  # nothing queued before the chunk is charged to it
-        start.record()
-        fn()
+        self._start.record()
+
+    def stop(self) -> float:
+        end = torch.cuda.Event(enable_timing=True)
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) * 1e-3
+        return self._start.elapsed_time(end) * 1e-3
+
+    def __call__(self, fn: Callable[[], None]) -> float:
+        self.start()
+        fn()
+        return self.stop()
 
 
 def make_timer(device: torch.device):

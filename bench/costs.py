@@ -14,6 +14,7 @@ the extra flops):
 from __future__ import annotations
 
 import scipy.sparse as sp
+import torch
 
 __all__ = ["flops_per_iteration", "x_stream_bytes", "X_PASSES"]
 
@@ -57,6 +58,8 @@ def x_stream_bytes(X, passes: int = X_PASSES) -> int:
         size = csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes
     elif hasattr(X, "is_sparse") and X.is_sparse:  # torch COO: values + 2 int64 indices per entry
         size = X._nnz() * (X.element_size() + 2 * 8)
+    elif hasattr(X, "layout") and X.layout == torch.sparse_csr:  # values, column indices, row pointers
+        size = sum(t.numel() * t.element_size() for t in (X.values(), X.col_indices(), X.crow_indices()))
     else:
         size = X.numel() * X.element_size() if hasattr(X, "numel") else X.nbytes
     return passes * int(size)

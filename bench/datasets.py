@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "lowrank_plus_noise",
     "poisson_counts",
+    "sparse_poisson_counts",
     "digits",
     "document_term",
     "GENSIM_CORPORA",
@@ -53,6 +54,34 @@ def poisson_counts(m: int, n: int, rank: int, seed: int, device, mean_count: flo
     rate = torch.rand(m, rank, generator=g, device=device) @ torch.rand(rank, n, generator=g, device=device)
     rate.mul_(mean_count / float(rate.mean()))
     return torch.poisson(rate, generator=g)
+
+
+def sparse_poisson_counts(m: int, n: int, rank: int, draws: int, seed: int) -> sp.csr_matrix:
+    """Counts of ``draws`` events (i, j) drawn from a rank-``rank`` distribution, as a float32 CSR matrix.
+
+    ``P(i, j) ∝ Σ_t W₀[i, t] H₀[t, j]`` with heavy-tailed Gamma(0.3) factors, so that row and column sums
+    are skewed as in real count data (a few long documents, frequent words, highly expressed genes). The
+    counts are multinomial(draws, P) — for a small P per entry, Poisson counts of rate draws·P: KL is the
+    matching loss. Stored entries are slightly fewer than ``draws`` (repeated draws of an entry add up).
+    Drawn on the host with numpy (seeded, the same matrix on every machine), one topic at a time: memory
+    O(draws), never m×n.
+    """
+    rng = np.random.default_rng(seed)
+    W0 = rng.gamma(0.3, size=(m, rank))
+    H0 = rng.gamma(0.3, size=(rank, n))
+    column_mass, row_mass = W0.sum(axis=0), H0.sum(axis=1)
+    topic_draws = rng.multinomial(draws, column_mass * row_mass / np.dot(column_mass, row_mass))
+    rows = np.empty(draws, dtype=np.int64)
+    cols = np.empty(draws, dtype=np.int64)
+    start = 0
+    for t, count in enumerate(topic_draws):
+        rows[start:start + count] = rng.choice(m, size=count, p=W0[:, t] / column_mass[t])
+        cols[start:start + count] = rng.choice(n, size=count, p=H0[t] / row_mass[t])
+        start += count
+    # COO → CSR sums the repeated (i, j): the counts.
+    X = sp.coo_matrix((np.ones(draws, dtype=np.float32), (rows, cols)), shape=(m, n)).tocsr()
+    X.sum_duplicates()
+    return X
 
 
 def digits() -> np.ndarray:

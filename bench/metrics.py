@@ -87,10 +87,10 @@ def _run_metrics(run, problem, best: float, flops: int, limits: dict) -> dict:
     out["final_over_best"] = run.losses[-1] / best if best > 0 and math.isfinite(run.losses[-1]) else None
     gbps = run.x_bytes_per_iter / p50 / 1e9
     tflops = flops / p50 / 1e12
-    gemm_limit = max(v for key, v in limits.items() if key.startswith("gemm_tflops") and v)
+    gemm_limit = max((v for key, v in limits.items() if key.startswith("gemm_tflops") and v), default=None)
     out["x_stream"] = {"bytes_per_iter": run.x_bytes_per_iter, "gbps": gbps,
                        "fraction_of_read_probe": gbps / limits["read_x_gbps"]}
-    out["compute"] = {"flops_per_iter": flops, "tflops": tflops, "fraction_of_gemm_probe": tflops / gemm_limit}
+    out["compute"] = {"flops_per_iter": flops, "tflops": tflops, "fraction_of_gemm_probe": tflops / gemm_limit if gemm_limit else None}
     out["call_overhead_s"] = run.call_overhead_s
     flags, rise = _flags(run.losses, problem.initial_loss)
     if run.foreign_cores is not None and run.foreign_cores > BUSY_CORES:
@@ -148,7 +148,7 @@ def summarize(result, environment: dict) -> list[dict]:
             "provider": {"name": run.provider, "family": run.family, "solver": run.solver,
                          "is_peer": run.is_peer, "device": run.device, "input_format": run.input_format,
                          "same_start": run.status != "skipped" and not run.start_note,
-                         "start_note": run.start_note, "timer": run.timer},
+                         "start_note": run.start_note, "timer": run.timer, "timing": run.timing},
             "status": run.status,
             "reason": run.reason,
             "peak_memory_bytes": run.peak_memory_bytes,

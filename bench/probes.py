@@ -73,13 +73,26 @@ def device_limits(device: torch.device, large_bytes: int, square: int, repeats: 
     }
 
 
-def problem_limits(X: torch.Tensor, k: int, repeats: int = 5) -> dict:
-    """Read-X-once bandwidth and the fp32 rates of the two X-GEMMs of one iteration, at this problem's shape."""
+def problem_limits(data, k: int, repeats: int = 5) -> dict:
+    """Read-X-once bandwidth and the fp32 rates of the two X-GEMMs of one iteration, at this problem's
+    shape. A problem too large to hold dense (``data.X`` is None) gets the read rate of its CSR arrays
+    (values and column indices on the device) and no GEMM probe of its own (the square one stands in)."""
+    X = data.X
+    if X is None:
+        csr = data.X_sparse
+        device = data.W0.device
+        values = torch.from_numpy(csr.data).to(device)
+        indices = torch.from_numpy(csr.indices.astype(np.int64)).to(device)
+        nbytes = values.numel() * values.element_size() + indices.numel() * indices.element_size()
+        seconds = _median_seconds(lambda: (values.sum(), indices.sum()), device, repeats)
+        return {"read_x_gbps": nbytes / seconds / 1e9, "read_x_what": "CSR values + column indices",
+                "gemm_tflops_wtx": None, "gemm_tflops_xht": None, "gemm_tflops_wtx_numpy": None}
     m, n = X.shape
     W = torch.rand(m, k, device=X.device)
     H = torch.rand(k, n, device=X.device)
     limits = {
         "read_x_gbps": _read_gbps(X, repeats),
+        "read_x_what": "dense X",
         "gemm_tflops_wtx": _gemm_tflops(W.T, X, repeats),
         "gemm_tflops_xht": _gemm_tflops(X, H.T, repeats),
         "gemm_tflops_wtx_numpy": None,

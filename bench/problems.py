@@ -25,13 +25,17 @@ class ProblemSpec:
     """What to factorize, to which rank and loss, and how long each provider may spend on it."""
 
     name: str
-    source: str  # "lowrank" | "poisson" | "digits" | "docterm"
+    source: str  # "lowrank" | "poisson" | "sparse-poisson" | "digits" | "docterm"
     k: int
     beta: float
     shape: tuple[int, int] | None = None  # synthetic sources only; real data has its own shape
     budget_s: float = 10.0  # timed seconds each provider may spend (it stops after the chunk that passes it)
     max_iter: int = 1_000_000
     seed: int = 0
+    draws: int = 0  # "sparse-poisson": events drawn (≈ stored entries)
+    # False: X is too large to hold dense (the GPU preset's 10⁶ × 10⁵ counts): the dense matrix is never
+    # built, and providers that only take dense X are skipped with the size they would need.
+    densify: bool = True
     # provider family → why it does not run on this problem (e.g. a CPU peer on a 4 GB GPU problem)
     skip: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -42,23 +46,28 @@ class ProblemSpec:
 
 @dataclass
 class ProblemData:
-    """A built problem: X (dense float32 on the device), its CSR form when the data is sparse by nature,
-    and the start ``(W0, H0)`` shared by every provider."""
+    """A built problem: X (dense float32 on the device; None when ``spec.densify`` is False), its CSR form
+    (float32, on the host) when the data is sparse by nature, and the start ``(W0, H0)`` shared by every
+    provider."""
 
     spec: ProblemSpec
-    X: torch.Tensor
+    X: torch.Tensor | None
     X_sparse: sp.csr_matrix | None
     W0: torch.Tensor
     H0: torch.Tensor
     origin: str
 
     @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(d) for d in (self.X if self.X is not None else self.X_sparse).shape)
+
+    @property
     def m(self) -> int:
-        return int(self.X.shape[0])
+        return self.shape[0]
 
     @property
     def n(self) -> int:
-        return int(self.X.shape[1])
+        return self.shape[1]
 
     @property
     def k(self) -> int:
@@ -83,6 +92,9 @@ def _tiny() -> list[ProblemSpec]:
     return [
         _synthetic("tiny-fro-60x40-k4", "lowrank", 60, 40, 4, 2.0, budget_s=60.0, max_iter=12),
         _synthetic("tiny-kl-60x40-k4", "poisson", 60, 40, 4, 1.0, budget_s=60.0, max_iter=12),
+        # Sparse and never densified: dense-only providers are skipped, fastnmf runs on its CSR path.
+        _synthetic("tiny-sparse-kl-80x50-k4", "sparse-poisson", 80, 50, 4, 1.0, budget_s=60.0, max_iter=12,
+                   draws=400, densify=False),
     ]
 
 
@@ -96,6 +108,9 @@ def _cpu() -> list[ProblemSpec]:
         ProblemSpec("digits-fro-k16", "digits", 16, 2.0, budget_s=3.0),
         ProblemSpec("digits-kl-k16", "digits", 16, 1.0, budget_s=3.0),
         ProblemSpec("docterm-kl-k20", "docterm", 20, 1.0, budget_s=6.0),
+        # Sparse counts, 1 % stored: what scikit-learn's CSR path is fast on (every dense peer densifies).
+        _synthetic("sparse-kl-20000x5000-k32", "sparse-poisson", 20000, 5000, 32, 1.0, budget_s=8.0,
+                   draws=1_050_000),
     ]
 
 
@@ -107,6 +122,10 @@ def _gpu() -> list[ProblemSpec]:
             for k in (16, 64, 256):
                 skip = cpu_peer_too_slow if m * n > 16384 * 16384 else ()
                 problems.append(_synthetic(f"{tag}-{m}x{n}-k{k}", source, m, n, k, beta, budget_s=5.0, skip=skip))
+    # The sparse scale of single-cell and document-term data: 10⁶ × 10⁵, ~10⁷ stored counts (400 GB dense).
+    for k in (32, 128):
+        problems.append(_synthetic(f"sparse-kl-1000000x100000-k{k}", "sparse-poisson", 1_000_000, 100_000, k, 1.0,
+                                   budget_s=10.0, draws=11_000_000, densify=False))
     return problems
 
 
@@ -126,15 +145,15 @@ def custom_problem(m: int, n: int, k: int, beta: float, budget_s: float) -> Prob
     return _synthetic(f"custom-{tag}-b{beta:g}-{m}x{n}-k{k}", source, m, n, k, beta, budget_s=budget_s)
 
 
-def _starting_point(X: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _starting_point(shape, mean: float, k: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's ``init="random"`` recipe (``|N(0, 1)|·sqrt(mean(X)/k)``, H drawn first) with
     ``RandomState(seed)``: the start ``sklearn.decomposition.NMF(init="random", random_state=seed)`` uses."""
-    m, n = X.shape
+    m, n = shape
     rng = np.random.RandomState(seed)
-    scale = np.sqrt(float(X.mean(dtype=torch.float64)) / k)
+    scale = np.sqrt(mean / k)
     H = np.abs(scale * rng.standard_normal(size=(k, n))).astype(np.float32)
     W = np.abs(scale * rng.standard_normal(size=(m, k))).astype(np.float32)
-    return torch.from_numpy(W).to(X.device), torch.from_numpy(H).to(X.device)
+    return torch.from_numpy(W).to(device), torch.from_numpy(H).to(device)
 
 
 def build(spec: ProblemSpec, device) -> ProblemData:
@@ -150,10 +169,19 @@ def build(spec: ProblemSpec, device) -> ProblemData:
     elif spec.source == "digits":
         X = torch.from_numpy(datasets.digits()).to(device)
         origin = "scikit-learn load_digits (1797 × 64)"
-    elif spec.source == "docterm":
-        X_sparse, origin = datasets.document_term(spec.seed)
-        X = torch.from_numpy(X_sparse.toarray()).to(device)
+    elif spec.source in ("docterm", "sparse-poisson"):
+        if spec.source == "docterm":
+            X_sparse, origin = datasets.document_term(spec.seed)
+        else:
+            X_sparse = datasets.sparse_poisson_counts(*spec.shape, spec.k, spec.draws, spec.seed)
+            origin = f"synthetic: counts of {spec.draws:.3g} draws from a rank-{spec.k} Gamma(0.3) distribution"
+        X = torch.from_numpy(X_sparse.toarray()).to(device) if spec.densify else None
     else:
         raise ValueError(f"Unknown problem source {spec.source!r}.")
-    W0, H0 = _starting_point(X, spec.k, spec.seed)
-    return ProblemData(spec=spec, X=X.contiguous(), X_sparse=X_sparse, W0=W0, H0=H0, origin=origin)
+    if X_sparse is not None:
+        shape, mean = X_sparse.shape, float(X_sparse.sum(dtype=np.float64)) / (X_sparse.shape[0] * X_sparse.shape[1])
+    else:
+        shape, mean = X.shape, float(X.mean(dtype=torch.float64))
+    W0, H0 = _starting_point(shape, mean, spec.k, spec.seed, device)
+    return ProblemData(spec=spec, X=None if X is None else X.contiguous(), X_sparse=X_sparse, W0=W0, H0=H0,
+                       origin=origin)

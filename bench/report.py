@@ -71,7 +71,7 @@ def _row(record: dict) -> list[str]:
         _seconds(record["time_to_target_s"]["1.01"]), _seconds(record["time_to_target_s"]["1.001"]),
         "—" if ratio is None else f"{ratio:.4f}",
         f"{_g(x['gbps'])} ({x['fraction_of_read_probe']:.0%})",
-        f"{_g(c['tflops'])} ({c['fraction_of_gemm_probe']:.0%})",
+        f"{_g(c['tflops'])} ({'—' if c['fraction_of_gemm_probe'] is None else format(c['fraction_of_gemm_probe'], '.0%')})",
         "—" if memory is None else f"{memory / 2**20:.1f}",
         _speedup(record),
         ", ".join(flags),
@@ -88,7 +88,7 @@ def _problem_header(record: dict) -> list[str]:
         f"(density {p['density']:.3g}); {p['origin']}. Budget {p['budget_s']:g} s of timed iterations per provider.",
         f"Measured {p.get('started_at') or record['timestamp']}, load average at start {p.get('load_average_at_start')}. "
         f"Initial loss {_g(p['initial_loss'], 5)}, best loss reached {_g(p['best_loss'], 6)}. "
-        f"Limits measured in this run: read X once {_g(lim['read_x_gbps'])} GB/s; fp32 GEMM "
+        f"Limits measured in this run: read X once ({lim.get('read_x_what', 'dense X')}) {_g(lim['read_x_gbps'])} GB/s; fp32 GEMM "
         f"{_g(lim['gemm_tflops_wtx'])} (WᵀX) / {_g(lim['gemm_tflops_xht'])} (XHᵀ) / "
         f"{_g(lim['gemm_tflops_square'])} (square {lim['gemm_square_size']}³) TFLOP/s through torch"
         + (f"; through numpy {_g(lim.get('gemm_tflops_wtx_numpy'))} (WᵀX) / {_g(lim.get('gemm_tflops_square_numpy'))} (square)"
@@ -124,8 +124,10 @@ def markdown(records: list[dict], title: str = "fastnmf benchmark") -> str:
         lines.append("")
     methods = sorted({r["peak_memory_method"] for r in records if r.get("peak_memory_method")})
     lines += [
-        "Legend: times per iteration exclude warm-up but include each call's overhead (ms/call: what one call into",
-        "the provider costs beyond its iterations, measured in the warm-up); t → target is the timed time until the shared loss first",
+        "Legend: times per iteration exclude warm-up. Peers run one call per chunk of iterations, so their times include",
+        "each call's overhead (ms/call: what one call costs beyond its iterations, measured in the warm-up); fastnmf runs",
+        "one call with a per-iteration callback that stops the clock between chunks, so its ms/call is reported but not",
+        "inside its times. t → target is the timed time until the shared loss first",
         "reached 1.01× / 1.001× the best loss any provider reached (interpolated between loss evaluations;",
         "— = not within the budget). final / best: 1.0000 is the best. Speed-up: the best peer's time over this",
         "provider's (> = lower bound: no peer reached the target, so the peers' longest run is used).",

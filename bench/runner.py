@@ -6,7 +6,10 @@ For one (provider, problem):
    costs (Triton compilation, library initialization, first-touch page faults) are paid here, untimed;
    then time a 1-iteration and a 3-iteration call: their difference gives the per-call overhead;
 2. start again from the same (W0, H0) and run chunks of n iterations, timing each chunk alone; between
-   chunks (outside the clock) take the factors and evaluate the shared loss;
+   chunks (outside the clock) take the factors and evaluate the shared loss. A chunk is one call
+   ``advance(n)`` for most providers; a provider with a per-iteration callback (fastnmf) makes one call
+   for the whole run instead, and the callback stops and restarts the clock at the chunk boundaries, so
+   no per-call cost (validation, the library's own loss checks) is inside the timed chunks;
 3. chunk sizes grow geometrically from 1 (fine time resolution while the loss falls fast, few loss
    evaluations later), are capped at ``budget / target_chunks`` seconds of iterations (per-call overhead
    not counted), and stop once the timed total
@@ -29,12 +32,12 @@ from . import problems as problems_module
 from .clock import make_memory_meter, make_timer, release_freed_memory
 from .costs import x_stream_bytes
 from .environment import load_average
-from .loss import loss_floor, shared_loss
+from .loss import SharedLoss
 from .machine import CpuCounter, wait_until_quiet
 from .probes import problem_limits
 from .providers import Provider, Skipped, plan
 
-__all__ = ["Settings", "Run", "ProblemResult", "Interrupted", "run_problem", "planned_runs"]
+__all__ = ["Settings", "Run", "ProblemResult", "Interrupted", "ChunkClock", "run_problem", "planned_runs"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Run:
     waited_s: float = 0.0  # for the machine to go quiet before the run
     foreign_cores: float | None = None  # cores other processes kept busy during the timed chunks
     call_overhead_s: float | None = None  # per call into the provider, beyond its iterations (warm-up)
+    timing: str = ""  # CALL_TIMING or CALLBACK_TIMING
     chunk_seconds: list = field(default_factory=list)
     chunk_iters: list = field(default_factory=list)
     losses: list = field(default_factory=list)  # shared loss after each chunk
@@ -117,7 +121,52 @@ def _next_chunk(n: int, seconds: float, elapsed: float, budget: float, done: int
     return max(1, min(math.ceil(n * settings.growth), cap, remaining, max_iter - done))
 
 
-def _time_provider(provider: Provider, data, floor: float, budget: float, settings: Settings, run: Run) -> None:
+class ChunkClock:
+    """Times one provider's chunks of iterations and decides their lengths (module docstring, step 3).
+
+    ``begin()`` starts a chunk; ``end(n, factors)`` stops the clock, records the chunk, evaluates the
+    shared loss of ``factors()`` outside the clock and returns the next chunk's length, 0 to stop. A
+    provider driven by calls runs ``begin(); advance(n); n = end(n, factors)``; one that reports through a
+    callback (``Session.run_chunks``) calls ``begin`` and ``end`` from inside its single fit.
+    """
+
+    def __init__(self, run: "Run", loss, budget: float, max_iter: int, settings: Settings, timer, meter):
+        self.run, self.loss, self.budget, self.max_iter = run, loss, budget, max_iter
+        self.settings, self.timer, self.meter = settings, timer, meter
+        self.others = CpuCounter()
+        self.first = 1
+        self.elapsed, self.done = 0.0, 0
+
+    def begin(self) -> None:
+        self.meter.before_chunk()
+        self.others.start()
+        self.timer.start()
+
+    def end(self, n: int, factors) -> int:
+        seconds = self.timer.stop()
+        self.others.stop()
+        run = self.run
+        run.foreign_cores = self.others.cores()
+        self.meter.after_chunk()
+        run.peak_memory_bytes = self.meter.result()
+        self.elapsed += seconds
+        self.done += n
+        run.chunk_seconds.append(seconds)
+        run.chunk_iters.append(n)
+        loss = self.loss(*factors())
+        run.losses.append(loss)
+        if not math.isfinite(loss) or self.elapsed >= self.budget or self.done >= self.max_iter:
+            return 0
+        # A callback-driven provider has no per-call overhead inside its chunks.
+        overhead = 0.0 if run.timing == CALLBACK_TIMING else (run.call_overhead_s or 0.0)
+        return _next_chunk(n, seconds, self.elapsed, self.budget, self.done, self.max_iter, self.settings, overhead)
+
+
+CALL_TIMING = "one call per chunk"
+CALLBACK_TIMING = "one call, chunks timed from its per-iteration callback"
+
+
+def _time_provider(provider: Provider, data, loss, budget: float, settings: Settings, run: Run) -> None:
     """Fill ``run`` with the chunk times and losses of ``provider`` on ``data`` (modifies ``run`` as it
     goes, so that an exception or Ctrl-C leaves what was measured)."""
     spec = data.spec
@@ -143,6 +192,8 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     run.input_format = session.input_format
     run.x_bytes_per_iter = x_stream_bytes(session.x_input)
     run.start_note = session.start_note
+    by_callback = hasattr(session, "run_chunks")
+    run.timing = CALLBACK_TIMING if by_callback else CALL_TIMING
     timer = make_timer(session.device)
     meter = make_memory_meter(session.device)
     run.timer, run.memory_method = timer.name, meter.method
@@ -150,26 +201,15 @@ def _time_provider(provider: Provider, data, floor: float, budget: float, settin
     session.start(data.W0, data.H0)
     _sync(session.device)
     run.setup_s = time.perf_counter() - started
-    others = CpuCounter()
-    n, elapsed, done = 1, 0.0, 0
-    while True:
-        meter.before_chunk()
-        others.start()
-        seconds = timer(lambda: session.advance(n))
-        others.stop()
-        run.foreign_cores = others.cores()
-        meter.after_chunk()
-        run.peak_memory_bytes = meter.result()
-        elapsed += seconds
-        done += n
-        run.chunk_seconds.append(seconds)
-        run.chunk_iters.append(n)
-        W, H = session.factors()
-        loss = shared_loss(data.X, W, H, spec.beta, floor)
-        run.losses.append(loss)
-        if not math.isfinite(loss) or elapsed >= budget or done >= spec.max_iter:
-            break
-        n = _next_chunk(n, seconds, elapsed, budget, done, spec.max_iter, settings, run.call_overhead_s or 0.0)
+    clock = ChunkClock(run, loss, budget, spec.max_iter, settings, timer, meter)
+    if by_callback:
+        session.run_chunks(clock)
+        return
+    n = clock.first
+    while n:
+        clock.begin()
+        session.advance(n)
+        n = clock.end(n, session.factors)
 
 
 def _budget(spec, settings: Settings) -> float:
@@ -185,12 +225,12 @@ def run_problem(spec, device: torch.device, patterns, settings: Settings, progre
     runnable, skipped = plan(spec, device, patterns)
     load = load_average()
     data = problems_module.build(spec, device)
-    floor = loss_floor(data.X, spec.beta)
+    loss = SharedLoss(data)
     result = ProblemResult(
         spec=spec, m=data.m, n=data.n, nnz=data.nnz, origin=data.origin,
-        initial_loss=shared_loss(data.X, data.W0, data.H0, spec.beta, floor),
+        initial_loss=loss(data.W0, data.H0),
         budget_s=_budget(spec, settings),
-        limits=problem_limits(data.X, spec.k, settings.probe_repeats),
+        limits=problem_limits(data, spec.k, settings.probe_repeats),
         load_average=load,
         started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         runs=[_skipped_run(s) for s in skipped],
@@ -203,7 +243,7 @@ def run_problem(spec, device: torch.device, patterns, settings: Settings, progre
                       is_peer=provider.family.is_peer, device=str(provider.device), status="ok")
             result.runs.append(run)
             try:
-                _time_provider(provider, data, floor, result.budget_s, settings, run)
+                _time_provider(provider, data, loss, result.budget_s, settings, run)
             except KeyboardInterrupt:
                 run.status, run.reason = "interrupted", "Ctrl-C"
                 raise
@@ -219,6 +259,6 @@ def run_problem(spec, device: torch.device, patterns, settings: Settings, progre
     except KeyboardInterrupt:
         raise Interrupted(result) from None
     finally:
-        del data
+        del data, loss
         release_freed_memory()
     return result

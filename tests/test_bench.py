@@ -14,9 +14,9 @@ import torch
 
 from bench import metrics
 from bench.__main__ import main
-from bench.loss import shared_loss
-from bench.providers import Unavailable, plan
-from bench.problems import preset
+from bench.loss import SharedLoss
+from bench.problems import ProblemData, build, preset
+from bench.providers import plan
 from bench.report import COLUMNS, markdown
 
 PROVIDERS = "fastnmf-torch/mu,torch-naive,fastnmf-triton"
@@ -44,12 +44,61 @@ def test_tiny_preset_runs_end_to_end(tiny_run):
     code, records, _, folder = tiny_run
     assert code == 0
     measured = [r for r in records if r["status"] != "skipped"]
-    problems = {s.name for s in preset("tiny")}
+    dense = {s.name for s in preset("tiny") if s.densify}
+    sparse = {s.name for s in preset("tiny") if not s.densify}
+    assert dense and sparse
     assert {(r["problem"]["name"], r["provider"]["name"]) for r in measured} == {
-        (p, name) for p in problems for name in ("fastnmf-torch/mu", "torch-naive/mu")
-    }
+        (p, name) for p in dense for name in ("fastnmf-torch/mu", "torch-naive/mu")
+    } | {(p, "fastnmf-torch/mu") for p in sparse}
+    assert all(r["status"] == "ok" for r in measured)
     assert (folder / "loss_vs_time.png").stat().st_size > 0
     assert (folder / "time_per_iter_vs_k.png").stat().st_size > 0
+
+
+def test_sparse_problem_runs_fastnmf_on_csr_and_skips_dense_only_providers(tiny_run):
+    _, records, table, _ = tiny_run
+    sparse = [r for r in records if r["problem"]["name"].startswith("tiny-sparse")]
+    ours = next(r for r in sparse if r["provider"]["name"] == "fastnmf-torch/mu")
+    assert ours["provider"]["input_format"] == "csr"
+    assert ours["x_stream"]["bytes_per_iter"] == 2 * ours["problem"]["nnz"] * (4 + 8) + 2 * (80 + 1) * 8
+    naive = next(r for r in sparse if r["provider"]["name"].startswith("torch-naive"))
+    assert naive["status"] == "skipped" and "takes dense X only" in naive["reason"]
+    assert "fastnmf-torch/mu (csr)" in table
+
+
+def test_fastnmf_is_timed_through_its_callback_and_others_per_call(tiny_run):
+    _, records, _, _ = tiny_run
+    for r in records:
+        if r["status"] == "skipped":
+            continue
+        expected = "callback" if r["provider"]["family"] == "fastnmf-torch" else "one call per chunk"
+        assert expected in r["provider"]["timing"]
+        assert r["iterations"] == 12 and r["trace"][-1][1] == 12
+
+
+def test_callback_driven_run_is_the_same_computation_as_one_plain_fit():
+    """The chunks of a callback-timed fastnmf run add up to one uninterrupted fit from the shared start."""
+    import fastnmf
+    from bench.clock import make_memory_meter, make_timer
+    from bench.providers import ours
+    from bench.runner import ChunkClock, Run, Settings
+
+    data = build(preset("tiny")[1], "cpu")
+    run = Run(provider="fastnmf-torch/mu", family="fastnmf-torch", solver="mu", is_peer=False, device="cpu",
+              status="ok", timing="one call, callback")
+    clock = ChunkClock(run, SharedLoss(data), budget=1e9, max_iter=12, settings=Settings(),
+                       timer=make_timer(torch.device("cpu")), meter=make_memory_meter(torch.device("cpu")))
+    session = ours.TORCH.session(data, "mu", torch.device("cpu"))
+    session.start(data.W0, data.H0)
+    session.run_chunks(clock)
+    assert sum(run.chunk_iters) == 12 and run.chunk_iters[0] == 1 and len(run.chunk_iters) > 2
+    W, H, n_iter = fastnmf.non_negative_factorization(
+        data.X, data.W0.clone(), data.H0.clone(), init="custom", solver="mu", beta_loss=1.0, tol=0.0,
+        max_iter=12, backend="torch")
+    assert n_iter == 12
+    torch.testing.assert_close(session.factors()[0], W, rtol=0, atol=0)
+    torch.testing.assert_close(session.factors()[1], H, rtol=0, atol=0)
+    assert run.losses[-1] == pytest.approx(SharedLoss(data)(W, H), rel=1e-12)
 
 
 def test_json_schema(tiny_run):
@@ -63,7 +112,10 @@ def test_json_schema(tiny_run):
             assert r["reason"]
             continue
         assert r["status"] == "ok", r["reason"]
-        assert MEASURED <= r.keys()
+        assert MEASURED - {"speedup_vs_best_peer"} <= r.keys()
+        peers_measured = any(o["provider"]["is_peer"] and o["status"] == "ok" for o in records
+                             if o["problem"]["name"] == r["problem"]["name"])
+        assert ("speedup_vs_best_peer" in r) == peers_measured
         assert r["iterations"] == r["problem"]["max_iter"] == 12  # the tiny preset's fixed count
         assert r["provider"]["same_start"] is True
         t = r["time_per_iter_s"]
@@ -76,7 +128,8 @@ def test_json_schema(tiny_run):
         assert losses[-1] == pytest.approx(r["final_loss"])
         assert r["problem"]["best_loss"] <= r["final_loss"]
         assert set(r["flags"]) <= {"busy-machine"}  # MU never increases the loss; the machine may be shared
-        assert r["x_stream"]["bytes_per_iter"] == 2 * r["problem"]["m"] * r["problem"]["n"] * 4
+        if r["provider"]["input_format"] == "dense":
+            assert r["x_stream"]["bytes_per_iter"] == 2 * r["problem"]["m"] * r["problem"]["n"] * 4
         assert r["compute"]["flops_per_iter"] > 0 and r["peak_memory_method"]
         assert r["foreign_cpu_cores"] is None or r["foreign_cpu_cores"] >= 0
 
@@ -97,7 +150,8 @@ def test_markdown_table(tiny_run):
     for spec in preset("tiny"):
         assert f"### {spec.name}" in table
     rows = [line for line in table.splitlines() if line.startswith("| fastnmf-torch/mu ") or line.startswith("| torch-naive/mu ")]
-    assert len(rows) == 2 * len(preset("tiny"))
+    measured = [r for r in records if r["status"] != "skipped"]
+    assert len(rows) == len(measured) == 2 * len([s for s in preset("tiny") if s.densify]) + 1
     assert all(row.count("|") == len(COLUMNS) + 1 for row in rows)
 
 
@@ -129,10 +183,22 @@ def test_solvers_follow_beta():
     assert {p.name for p in runnable} <= {"sklearn/mu", "nmf-torch/mu"}  # CD and HALS are β = 2 only
 
 
+def _problem_data(X: np.ndarray, beta: float, sparse: bool, k: int = 3) -> ProblemData:
+    import scipy.sparse as sp
+
+    from bench.problems import ProblemSpec
+
+    spec = ProblemSpec("test", "poisson", k, beta, shape=X.shape, densify=not sparse)
+    W0, H0 = torch.ones(X.shape[0], k), torch.ones(k, X.shape[1])
+    return ProblemData(spec=spec, X=None if sparse else torch.from_numpy(X),
+                       X_sparse=sp.csr_matrix(X) if sparse else None, W0=W0, H0=H0, origin="test")
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("beta", [2.0, 1.0])
-def test_shared_loss_matches_the_formula(beta):
+def test_shared_loss_matches_the_formula(beta, sparse):
     rng = np.random.default_rng(0)
-    X = rng.poisson(3.0, size=(30, 20)).astype(np.float32)
+    X = rng.poisson(1.0, size=(30, 20)).astype(np.float32)  # about a third zeros
     W = rng.random((30, 3)).astype(np.float32)
     H = rng.random((3, 20)).astype(np.float32)
     R = W.astype(np.float64) @ H.astype(np.float64)
@@ -142,9 +208,9 @@ def test_shared_loss_matches_the_formula(beta):
     else:
         positive = X64 > 0
         expected = np.sum(X64[positive] * np.log(X64[positive] / R[positive])) - X64.sum() + R.sum()
-    got = shared_loss(torch.from_numpy(X), torch.from_numpy(W), torch.from_numpy(H), beta, 0.0)
-    assert got == pytest.approx(expected, rel=1e-12)
-    assert math.isnan(shared_loss(torch.from_numpy(X), torch.full((30, 3), float("nan")), torch.from_numpy(H), beta, 0.0))
+    loss = SharedLoss(_problem_data(X, beta, sparse))
+    assert loss(torch.from_numpy(W), torch.from_numpy(H)) == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(loss(torch.full((30, 3), float("nan")), torch.from_numpy(H)))
 
 
 def test_time_to_target_interpolates_in_log_loss():

@@ -2,7 +2,9 @@
 
 Every adapter is a *session* over one problem: ``start(W0, H0)`` sets the shared start (outside the
 clock), ``advance(n)`` runs exactly n iterations (timed), ``factors()`` returns the current (W, H) as
-torch tensors in fastnmf's orientation (W: m×k, H: k×n) for the shared loss. A *family* says whether it
+torch tensors in fastnmf's orientation (W: m×k, H: k×n) for the shared loss. A session that can report
+every iteration through a callback also has ``run_chunks(clock)``: the whole timed run in one call, the
+chunks delimited by ``clock.begin()`` / ``clock.end(n, factors)`` (``bench.runner.ChunkClock``). A *family* says whether it
 can run here (``check`` raises :class:`Unavailable` with the reason) and which of its solvers handle β.
 
 Peers are optional (``pip install -e .[bench]``): a missing one is reported as skipped, never an error.
@@ -44,6 +46,7 @@ class Family:
     solvers: Callable[[float], tuple[str, ...]]  # the solvers that handle this β
     session: Callable[..., Session]  # (problem, solver, device) -> Session
     device: Callable[[torch.device], torch.device] = lambda device: device  # where it computes
+    accepts_sparse: bool = False  # takes sparse X (else it runs on the densified X, when there is one)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ def plan(problem, device: torch.device, patterns: list[str] | None = None) -> tu
             continue
         if family.name in problem_skips:
             skipped.append(Skipped(family.name, family.is_peer, problem_skips[family.name]))
+            continue
+        if not problem.densify and not family.accepts_sparse:
+            m, n = problem.shape
+            skipped.append(Skipped(family.name, family.is_peer,
+                                   f"takes dense X only: this X would take {m * n * 4 / 2**30:,.0f} GiB dense (float32)"))
             continue
         try:
             family.check(device)

@@ -63,4 +63,5 @@ FAMILY = Family(
     solvers=lambda beta: ("mu", "cd") if beta == 2.0 else ("mu",),
     session=_Session,
     device=lambda device: torch.device("cpu"),
+    accepts_sparse=True,
 )

@@ -61,4 +61,5 @@ FAMILY = Family(
     check=_check,
     solvers=lambda beta: ("mu",),
     session=_Session,
+    accepts_sparse=True,
 )
