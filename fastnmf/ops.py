@@ -4,7 +4,9 @@ Solvers only see a :class:`Backend`: ``mu_update_h``/``mu_update_w``, ``hals_upd
 and ``objective``. A W update is always the H update of the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ`` (views, no
 copies), so a backend implements each H update once. The data handed to a backend is what validation made
 of X: a dense tensor, a :class:`fastnmf.sparse.SparseMatrix`, or a :class:`fastnmf.weights.WeightedMatrix`
-(X with entry weights); each has ``.T``, and each has its own backend.
+(X with entry weights); each has ``.T``, and each has its own backend: dense X runs on "torch" or "triton",
+sparse X on "torch-sparse" or "triton-sparse" (the fused KL kernel; torch sparse ops for the rest), weighted
+X on the weighted torch backend only.
 """
 
 from __future__ import annotations
@@ -74,10 +76,10 @@ def triton_available() -> bool:
 PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 
-def _triton_backend(precision: str) -> Backend:
+def _triton_backend(precision: str, data: str = "dense") -> Backend:
     from . import backend_triton  # imported lazily: it compiles (or interprets) kernels on import
 
-    return backend_triton.make_backend(precision)
+    return backend_triton.make_sparse_backend(precision) if data == "sparse" else backend_triton.make_backend(precision)
 
 
 def _weighted_backend() -> Backend:
@@ -95,9 +97,12 @@ def resolve_backend(
     tensor needs the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf is imported).
 
     ``data``: ``"dense"`` (a tensor), ``"sparse"`` (a :class:`fastnmf.sparse.SparseMatrix`) or
-    ``"weighted"`` (a :class:`fastnmf.weights.WeightedMatrix`). Sparse and weighted data always run on
-    their torch backends (CPU or CUDA): there are no Triton kernels for them yet, so ``"auto"`` picks the
-    torch backend and an explicit ``"triton"`` is an error rather than a silent change of backend.
+    ``"weighted"`` (a :class:`fastnmf.weights.WeightedMatrix`). Sparse data follows the same rules as dense
+    data, with the sparse backends: ``"triton"`` (and ``"auto"`` on CUDA) gives
+    ``backend_triton.make_sparse_backend`` — the fused sparse KL kernel for β = 1, the torch sparse ops
+    for the other β, the objective and HALS — and ``"torch"`` the torch sparse backend. Weighted data always
+    runs on its torch backend (CPU or CUDA): there are no Triton kernels for it, so ``"auto"`` picks it and
+    an explicit ``"triton"`` is an error rather than a silent change of backend.
 
     ``precision`` is the precision of the Triton kernels' matrix products (``"ieee"`` fp32, ``"tf32"``,
     ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
@@ -108,20 +113,20 @@ def resolve_backend(
         raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISIONS)}.")
     if data not in DATA_LAYOUTS:
         raise ValueError(f"Invalid data layout {data!r}: expected one of {list(DATA_LAYOUTS)}.")
-    if data != "dense":
+    if data == "weighted":
         if name == "triton":
-            what = "sparse X" if data == "sparse" else "entry weights or missing values"
             raise ValueError(
-                f"backend='triton' has no kernels for {what} yet; use backend='auto' or 'torch' (the sparse "
-                "and weighted torch backends run on CPU and CUDA)."
+                "backend='triton' has no kernels for entry weights or missing values yet; use backend='auto' "
+                "or 'torch' (the weighted torch backend runs on CPU and CUDA)."
             )
-        return SPARSE_BACKEND if data == "sparse" else _weighted_backend()
+        return _weighted_backend()
+    torch_backend = SPARSE_BACKEND if data == "sparse" else TORCH_BACKEND
     if name == "torch":
-        return TORCH_BACKEND
+        return torch_backend
     if name == "auto":
         if device.type == "cuda" and dtype != torch.float64 and triton_available():
-            return _triton_backend(precision)
-        return TORCH_BACKEND
+            return _triton_backend(precision, data)
+        return torch_backend
     if dtype == torch.float64:
         raise TypeError(
             "backend='triton' computes with float32 factors, but X is float64. Pass float32 data "
@@ -135,4 +140,4 @@ def resolve_backend(
             "(X.cuda()), or use backend='torch'; to run the kernels on the CPU for testing, set "
             "TRITON_INTERPRET=1 in the environment before importing fastnmf."
         )
-    return _triton_backend(precision)
+    return _triton_backend(precision, data)

@@ -68,7 +68,7 @@ def compile_for_gpu(name, kernel, pointers, floats, constexprs, *, num_warps, nu
 def representative_variants():
     """(name, kernel, pointers, floats, constexprs, num_warps, num_stages) for a spread of the variants
     the launchers produce on a GPU: every kernel, every precision, split on and off, all X dtypes."""
-    from . import configs, gemm, hals, mu_beta, mu_finalize, mu_frobenius, objective
+    from . import configs, gemm, hals, mu_beta, mu_finalize, mu_frobenius, mu_sparse_kl, objective
 
     factors = {"W": "*fp32", "H": "*fp32", "OUT": "*fp32", "NUM_WS": "*fp32", "DEN_WS": "*fp32"}
     variants = []
@@ -119,6 +119,22 @@ def representative_variants():
             {"H": "*fp32", "A": "*fp32", "B": "*fp32", "STEPS": "*fp32", "OUT": "*fp32", "SWEEPS": "*i32"},
             {"l1", "phi", "delta_sq"},
             dict(EARLY_STOP=early_stop, BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k),
+            tiles.num_warps, 1,
+        ))
+    # The sparse KL kernel: small and large ranks, short and long columns, every value dtype, and int32
+    # indices (SparseMatrix builds int64; a CSR from elsewhere may hold int32).
+    for k_pad, mean_nnz, x_type, index_type in (
+        (4, 1000, "*fp32", "*i64"), (16, 64, "*fp32", "*i64"), (64, 1000, "*fp16", "*i64"),
+        (128, 8, "*bf16", "*i32"), (512, 1000, "*fp32", "*i64"),
+    ):
+        tiles = configs.sparse_kl_tiles(k_pad, mean_nnz)
+        variants.append((
+            f"sparse kl k={k_pad} block_nnz={tiles.block_nnz} X={x_type[1:]} index={index_type[1:]}",
+            mu_sparse_kl._mu_sparse_kl_h_kernel,
+            {"COL_PTR": index_type, "ROW_IDX": index_type, "VALUES": x_type, "W": "*fp32", "H": "*fp32",
+             "COLSUM": "*fp32", "OUT": "*fp32"},
+            {"eps_r", "l1", "l2", "tiny", "phi"},
+            dict(BLOCK_NNZ=tiles.block_nnz, BLOCK_K=tiles.block_k),
             tiles.num_warps, 1,
         ))
     variants.append((

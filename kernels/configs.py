@@ -24,6 +24,7 @@ __all__ = [
     "MUConfig",
     "ObjectiveConfig",
     "HALSConfig",
+    "SparseMUConfig",
     "interpreting",
     "poison_outputs",
     "padded_rank",
@@ -36,6 +37,9 @@ __all__ = [
     "matmul_tn_config",
     "hals_tiles",
     "hals_sweep_config",
+    "sparse_padded_rank",
+    "sparse_kl_tiles",
+    "mu_sparse_kl_config",
     "MAX_BETA_RANK",
     "MAX_HALS_RANK",
 ]
@@ -121,6 +125,23 @@ class HALSConfig:
             raise ValueError(f"HALSConfig.block_n = {self.block_n}: expected a power of two.")
         if self.block_k < MIN_DOT_DIM or self.block_k & (self.block_k - 1):
             raise ValueError(f"HALSConfig.block_k = {self.block_k}: expected a power of two ≥ {MIN_DOT_DIM}.")
+
+
+@dataclass(frozen=True)
+class SparseMUConfig:
+    """Tiles of the sparse KL kernel (``fastnmf.kernels.mu_sparse_kl``): one program per column of X, its
+    stored entries visited ``block_nnz`` at a time, the whole padded rank ``block_k`` on chip. No tl.dot:
+    any powers of two."""
+
+    block_nnz: int
+    block_k: int
+    num_warps: int = 4
+
+    def __post_init__(self):
+        for name in ("block_nnz", "block_k", "num_warps"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"SparseMUConfig.{name} = {value}: expected a power of two.")
 
 
 @functools.lru_cache(maxsize=None)
@@ -272,3 +293,37 @@ def objective_config(m: int, n: int, k: int, device: torch.device, precision: st
     if interpreting():
         return ObjectiveConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, min(k_pad, 128))
     return objective_tiles(k_pad, precision)
+
+
+# The sparse KL kernel gathers a [BLOCK_NNZ, BLOCK_K] tile of rows of W per chunk of stored entries and
+# keeps it, and its products with h and q, in registers. At most SPARSE_TILE_ELEMENTS fp32 entries per
+# tile (BLOCK_NNZ = 8 at rank 512, 256 at rank 16), with one warp per 512 of them (16 per thread and tile):
+# offline sm_90 compiles of ranks 4–512 take 56–118 registers without spills, where 4 warps for a
+# 4096-entry tile (32 per thread) took 128–198 — fewer resident warps for a kernel bound by gather latency.
+SPARSE_TILE_ELEMENTS = 4096
+
+
+def sparse_padded_rank(k: int) -> int:
+    """The rank as the sparse kernel sees it: a power of two ≥ 4 (no tl.dot, so no minimum of 16; 4 fp32
+    = 16 bytes, one vector load per gathered row at the smallest ranks)."""
+    return max(4, triton.next_power_of_2(max(int(k), 1)))
+
+
+def sparse_kl_tiles(k_pad: int, mean_column_nnz: int) -> SparseMUConfig:
+    """GPU tiles of the sparse KL kernel: the chunk follows the mean number of stored entries per column
+    (a chunk much longer than the columns would be mostly masked lanes), from 16 up to the register budget
+    ``SPARSE_TILE_ELEMENTS // k_pad``; one warp per 512 tile entries (1 to 8 warps).
+    Not timed yet (no GPU was available): the benchmark should confirm or replace them."""
+    cap = max(1, SPARSE_TILE_ELEMENTS // k_pad)
+    block_nnz = min(cap, max(16, triton.next_power_of_2(max(int(mean_column_nnz), 1))))
+    num_warps = max(1, min(8, (block_nnz * k_pad) // 512))
+    return SparseMUConfig(block_nnz, k_pad, num_warps=num_warps)
+
+
+def mu_sparse_kl_config(nnz: int, n: int, k: int, device: torch.device) -> SparseMUConfig:
+    """Config of the fused sparse KL update of H (k×n) from a sparse X with ``nnz`` stored entries."""
+    k_pad = sparse_padded_rank(k)
+    if interpreting():
+        # Chunks of 128 entries: the test columns (≤ 131 rows) take one or two chunks per program.
+        return SparseMUConfig(_INTERPRETER_BLOCK, k_pad)
+    return sparse_kl_tiles(k_pad, triton.cdiv(nnz, max(n, 1)))

@@ -7,6 +7,7 @@ import math
 import torch
 import triton
 
+from ..sparse import SparseMatrix
 from .configs import interpreting, poison_outputs
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "X_DTYPES",
     "PRECISIONS",
     "check_factorization",
+    "check_sparse_factorization",
     "check_precision",
     "check_scalar",
     "new_output",
@@ -80,6 +82,48 @@ def check_factorization(op: str, X: torch.Tensor, W: torch.Tensor, H: torch.Tens
     if X.device.type != "cuda" and not interpreting():
         raise ValueError(
             f"{op}: the Triton kernels run on CUDA tensors, but X {_shape(X)} is on {X.device}; set "
+            "TRITON_INTERPRET=1 before importing fastnmf to run them on the CPU."
+        )
+    return m, n, W.shape[1]
+
+
+def check_sparse_factorization(op: str, X, W: torch.Tensor, H: torch.Tensor) -> tuple[int, int, int]:
+    """Check ``X (m×n) ≈ W (m×k) · H (k×n)`` for a sparse X (a :class:`fastnmf.sparse.SparseMatrix`);
+    return ``(m, n, k)``. Same rules and messages as :func:`check_factorization`, plus the index dtypes
+    of the two CSR copies (int32 or int64; SparseMatrix builds int64)."""
+    if not isinstance(X, SparseMatrix):
+        raise TypeError(f"{op}: X must be a fastnmf.sparse.SparseMatrix, got {type(X).__name__}.")
+    for name, t in (("W", W), ("H", H)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}.")
+    x_shape = str(tuple(X.shape))
+    shapes = f"X {x_shape} (sparse, {X.nnz} stored entries), W {_shape(W)}, H {_shape(H)}"
+    if W.dim() != 2 or H.dim() != 2:
+        raise ValueError(f"{op}: W and H must be 2-D matrices; got {shapes}.")
+    m, n = X.shape
+    if W.shape[0] != m or H.shape[1] != n or W.shape[1] != H.shape[0]:
+        raise ValueError(f"{op}: shapes do not chain as X (m×n) ≈ W (m×k) · H (k×n): got {shapes}.")
+    if W.shape[1] < 1:
+        raise ValueError(f"{op}: the rank k must be ≥ 1; got {shapes}.")
+    if X.dtype not in X_DTYPES:
+        raise TypeError(
+            f"{op}: X {x_shape} has values of dtype {X.dtype}; expected one of float32, float16, bfloat16."
+        )
+    for copy in (X.by_row, X.by_column):
+        for indices in (copy.crow_indices(), copy.col_indices()):
+            if indices.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"{op}: X {x_shape} has CSR indices of dtype {indices.dtype}; expected int32 or int64.")
+    for name, t in (("W", W), ("H", H)):
+        if t.dtype != torch.float32:
+            raise TypeError(f"{op}: {name} {_shape(t)} has dtype {t.dtype}; the factors must be float32.")
+    if not (X.device == W.device == H.device):
+        raise ValueError(
+            f"{op}: X {x_shape} is on {X.device}, W {_shape(W)} on {W.device}, H {_shape(H)} on {H.device}; "
+            "all three must be on the same device."
+        )
+    if X.device.type != "cuda" and not interpreting():
+        raise ValueError(
+            f"{op}: the Triton kernels run on CUDA tensors, but X {x_shape} is on {X.device}; set "
             "TRITON_INTERPRET=1 before importing fastnmf to run them on the CPU."
         )
     return m, n, W.shape[1]

@@ -170,8 +170,9 @@ def test_all_zero_sparse_x_gives_finite_factors():
         assert np.isfinite(W).all() and np.isfinite(H).all()
 
 
-def test_triton_backend_with_sparse_x_is_a_clear_error():
-    with pytest.raises(ValueError, match="backend='triton' has no kernels for sparse X yet; use backend='auto'"):
+def test_triton_backend_with_float64_sparse_x_is_a_clear_error():
+    # backend='triton' runs sparse X (tests/test_kernels_mu_sparse_kl.py), with float32 factors like dense X.
+    with pytest.raises(TypeError, match="backend='triton' computes with float32 factors, but X is float64"):
         non_negative_factorization(sp.csr_matrix(_counts()), n_components=K, backend="triton")
 
 

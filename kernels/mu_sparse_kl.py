@@ -1,0 +1,168 @@
+"""Fused KL (β = 1) multiplicative update of H for a sparse X (:class:`fastnmf.sparse.SparseMatrix`).
+
+For ``X (m×n) ≈ W (m×k) H (k×n)`` the KL update is ``H ← H ∘ Wᵀ(X / WH) / colsum(W)``. Only the stored
+entries of X contribute to the numerator (a zero of X adds 0 / (WH)_ij = 0), so one program per column j
+of X walks that column's stored entries in the column-major copy ``X.by_column`` (the CSR of Xᵀ: its row
+pointers are X's column pointers, its column indices the rows i), ``BLOCK_NNZ`` entries at a time:
+
+    w  = W[i, :]                      gathered rows of W, a [BLOCK_NNZ, BLOCK_K] tile (masked)
+    r  = Σ_k w ∘ h_j                  (WH)_ij at the stored entries: a row-wise reduction, no tl.dot
+    r  = max(r, eps_r)                the reconstruction floor of fastnmf.safeguard
+    q  = x / r
+    numerator += Σ_entries w ∘ q      Wᵀ(X / WH) for column j
+
+r and q live in registers only (no sampled values are stored: the torch sparse backend writes the SDDMM
+result, nnz values, and reads it back for the SpMM). The denominator ``colsum(W)`` is one k-vector, formed
+by torch before the launch; the epilogue is the dense kernels' (``tile_ops.mu_epilogue``, γ = 1), and H is
+written once. A column without stored entries gets numerator 0: the safeguarded result the dense update
+gives for a zero column of X (``max(h · 0 / den, φ) = φ``).
+
+The W update is this kernel on ``Xᵀ ≈ Hᵀ Wᵀ``: ``X.T`` swaps the two CSR copies, so it walks the rows of X
+in ``X.by_row``; ``Hᵀ`` and ``Wᵀ`` are views. The launcher gathers from a row-major copy of the gathered
+factor when its rows are not contiguous (``Hᵀ`` is column-major): see :func:`mu_sparse_kl_update_h`.
+
+GPU notes (this kernel has only run under the interpreter and been compiled offline for sm_90):
+
+- No tl.dot, so no minimum of 16 on any dimension; the rank is padded to a power of two ≥ 4
+  (``configs.sparse_padded_rank``) because tl.arange needs powers of two.
+- The gathered [BLOCK_NNZ, BLOCK_K] fp32 tile and its two products must fit in registers. The config
+  keeps BLOCK_NNZ · BLOCK_K ≤ ``configs.SPARSE_TILE_ELEMENTS`` (4096: BLOCK_NNZ = 8 at rank 512), and
+  sizes BLOCK_NNZ by the mean number of entries per column so short columns do not run mostly masked.
+- The numerator is reduced over the entries of each chunk (a [BLOCK_K] accumulator) rather than kept as a
+  [BLOCK_NNZ, BLOCK_K] accumulator reduced once: half the registers, and most columns take one or two
+  chunks with the config's BLOCK_NNZ anyway.
+- One program per column (n up to 10⁵–10⁶ programs): work per program follows that column's entries, so
+  very skewed columns (power-law data) load-balance only through the number of programs.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..safeguard import denominator_floor, factor_floor
+from ..sparse import SparseMatrix
+from .configs import MAX_BETA_RANK, SparseMUConfig, mu_sparse_kl_config
+from .launch import check_scalar, check_sparse_factorization, new_output
+from .tile_ops import mu_epilogue
+
+__all__ = ["mu_sparse_kl_update_h", "mu_sparse_kl_cost"]
+
+
+@triton.jit
+def _mu_sparse_kl_h_kernel(
+    COL_PTR, ROW_IDX, VALUES, W, H, COLSUM, OUT,
+    K,
+    stride_wm, stride_wk, stride_hk, stride_hn, stride_ok, stride_on,
+    eps_r, l1, l2, tiny, phi,
+    BLOCK_NNZ: tl.constexpr,  # stored entries per chunk
+    BLOCK_K: tl.constexpr,  # the padded rank: the whole rank is one tile
+):
+    column = tl.program_id(0).to(tl.int64)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_k = offs_k < K
+    offs_k64 = offs_k.to(tl.int64)
+    # ---- column j of H (k values) stays in registers for the whole loop over the column's entries
+    h = tl.load(H + offs_k64 * stride_hk + column * stride_hn, mask=mask_k, other=0.0)
+    start = tl.load(COL_PTR + column)
+    end = tl.load(COL_PTR + column + 1)
+    numerator = tl.zeros((BLOCK_K,), dtype=tl.float32)
+
+    # ---- the stored entries of column j, BLOCK_NNZ at a time (none for an empty column: numerator 0)
+    for first in range(start, end, BLOCK_NNZ):
+        entries = first + tl.arange(0, BLOCK_NNZ)
+        mask_e = entries < end
+        rows = tl.load(ROW_IDX + entries, mask=mask_e, other=0).to(tl.int64)
+        # Padded entries read x = 0, so q = 0 and they add nothing; their w is 0 as well.
+        x = tl.load(VALUES + entries, mask=mask_e, other=0.0).to(tl.float32)
+        # Gathered rows of W: contiguous k-vectors when W is row-major (the launcher sees to it).
+        w = tl.load(W + rows[:, None] * stride_wm + offs_k64[None, :] * stride_wk,
+                    mask=mask_e[:, None] & mask_k[None, :], other=0.0)
+        r = tl.sum(w * h[None, :], axis=1)  # (WH)_ij at the stored entries, registers only
+        r = tl.maximum(r, eps_r)
+        q = x / r
+        numerator += tl.sum(w * q[:, None], axis=0)
+
+    # ---- epilogue: denominator colsum(W) (+ l1, + l2·h), safeguarded ratio, multiply, factor floor
+    denominator = tl.load(COLSUM + offs_k, mask=mask_k, other=0.0)
+    h_new = mu_epilogue(h, numerator, denominator, 1.0, l1, l2, tiny, phi, False)
+    tl.store(OUT + offs_k64 * stride_ok + column * stride_on, h_new, mask=mask_k)
+
+
+def mu_sparse_kl_cost(nnz: int, m: int, n: int, k: int, value_itemsize: int) -> tuple[int, int]:
+    """(bytes, flops) of one fused sparse KL update of H, for the roofline.
+
+    Bytes, the compulsory traffic: the stored values and their row indices (int64) once, the column
+    pointers, W once (its rows are gathered nnz times in all, from L2 when W fits there: 16 MiB at
+    m = 65 536, k = 64), colsum(W), H read and written. Flops: ``(WH)_ij`` at the stored entries (2·nnz·k),
+    the numerator (2·nnz·k), the floor and the ratio (2 per entry), colsum(W) (mk), ≈6 per entry of H
+    for the epilogue.
+    """
+    bytes_moved = nnz * (value_itemsize + 8) + 8 * (n + 1) + 4 * (m * k + k + 2 * k * n)
+    flops = 4 * nnz * k + 2 * nnz + m * k + 6 * k * n
+    return bytes_moved, flops
+
+
+def _non_empty(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or one element of its dtype for an empty ``t``: the kernel never reads it then (no entries,
+    or no rows to gather), but a launch with a null pointer is refused on a GPU."""
+    return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
+
+
+@torch.no_grad()
+def mu_sparse_kl_update_h(
+    X: SparseMatrix,
+    W: torch.Tensor,
+    H: torch.Tensor,
+    *,
+    eps_r: float,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    config: SparseMUConfig | None = None,
+) -> torch.Tensor:
+    """One fused KL MU update of H (k×n) for a sparse ``X (m×n) ≈ W (m×k) H``; returns a new fp32 tensor
+    strided like H.
+
+    ``X`` is a :class:`fastnmf.sparse.SparseMatrix` with float32, float16 or bfloat16 values (read from
+    its column-major copy ``X.by_column``); W and H are float32, any strides. ``eps_r`` is the
+    reconstruction floor of fastnmf.safeguard; ``l1``/``l2`` the regularization, as in the dense kernels;
+    ``config`` overrides the tiles. For the W update pass ``X.T, H.T, W.T`` and transpose the result
+    (``Backend.mu_update_w``).
+
+    W's rows are gathered once per stored entry: when they are not contiguous in memory (the W update's
+    ``Hᵀ`` view has stride n between the k values of a row), W is copied to row-major first — m·k values
+    read and written once, against nnz·k scattered reads that would each touch a separate 32-byte sector.
+    """
+    op = "mu_sparse_kl_update_h"
+    _, n, k = check_sparse_factorization(op, X, W, H)
+    eps_r = check_scalar(op, "eps_r", eps_r)
+    l1, l2 = check_scalar(op, "l1", l1), check_scalar(op, "l2", l2)
+    if eps_r < 0.0:
+        raise ValueError(f"{op}: eps_r = {eps_r} must be ≥ 0 (fastnmf.safeguard.reconstruction_floor).")
+    if k > MAX_BETA_RANK:
+        raise ValueError(
+            f"{op}: rank k = {k} (W {tuple(W.shape)}, H {tuple(H.shape)}) is above {MAX_BETA_RANK}, the largest "
+            "rank the fused KL kernels hold on chip; use backend='torch' for this rank."
+        )
+    out = new_output(H)
+    if n == 0:
+        return out
+    cfg = config or mu_sparse_kl_config(X.nnz, n, k, X.device)
+    if cfg.block_k < k:
+        raise ValueError(f"{op}: config.block_k = {cfg.block_k} must cover the whole rank k = {k} (W {tuple(W.shape)}).")
+    colsum = W.sum(dim=0)  # the KL denominator, k values (the dense kernel sums the same rows of W)
+    if k > 1 and W.stride(1) != 1:
+        W = W.contiguous()
+    pattern = X.by_column
+    _mu_sparse_kl_h_kernel[(n,)](
+        pattern.crow_indices(), _non_empty(pattern.col_indices()), _non_empty(pattern.values()),
+        _non_empty(W), H, colsum, out,
+        k,
+        *W.stride(), *H.stride(), *out.stride(),
+        eps_r, l1, l2, denominator_floor(torch.float32), factor_floor(torch.float32),
+        BLOCK_NNZ=cfg.block_nnz,
+        BLOCK_K=cfg.block_k,
+        num_warps=cfg.num_warps,
+    )
+    return out
