@@ -284,8 +284,10 @@ def non_negative_factorization(
     verbose : int
         Non-zero shows a progress bar with the current objective.
     backend : {"auto", "torch", "triton"}
-        "auto": Triton kernels for dense CUDA data (when Triton is installed), else PyTorch. Sparse X and
-        weighted data always run on PyTorch (CPU or CUDA); "triton" with them is a ValueError.
+        "auto": Triton kernels for CUDA data that is not float64 (when Triton is installed), else PyTorch.
+        Sparse X on "triton": the KL update is one fused kernel per half-iteration (``WH`` and ``X / WH``
+        at the stored entries in registers); other losses, HALS and the objective use the PyTorch sparse
+        ops on the same device. Weighted data always runs on PyTorch; "triton" with it is a ValueError.
     precision : {"ieee", "tf32", "tf32x3"}
         Precision of the Triton kernels' matrix products. "ieee" (default) is full fp32, so the loss
         curve matches the torch backend's.
