@@ -62,6 +62,9 @@ def _row(record: dict) -> list[str]:
         return [name, "—"] + ["—"] * (len(COLUMNS) - 3) + ["; ".join(flags) or record["status"]]
     t = record["time_per_iter_s"]
     ms = f"{t['median'] * 1e3:.3g} [{t['p20'] * 1e3:.3g}–{t['p80'] * 1e3:.3g}]"
+    net = t.get("net_of_call_overhead")
+    if net is not None and net < 0.9 * t["median"]:
+        ms += f", net {net * 1e3:.3g}"
     x, c = record["x_stream"], record["compute"]
     memory = record.get("peak_memory_bytes")
     ratio = record.get("final_over_best")
@@ -127,10 +130,11 @@ def markdown(records: list[dict], title: str = "fastnmf benchmark") -> str:
         "Legend: times per iteration exclude warm-up. Peers run one call per chunk of iterations, so their times include",
         "each call's overhead (ms/call: what one call costs beyond its iterations, measured in the warm-up); fastnmf runs",
         "one call with a per-iteration callback that stops the clock between chunks, so its ms/call is reported but not",
-        "inside its times. t → target is the timed time until the shared loss first",
+        "inside its times; \"net\" is a peer's median with its per-call overhead taken out of every chunk (shown when it",
+        "differs by > 10 %). t → target is the timed time until the shared loss first",
         "reached 1.01× / 1.001× the best loss any provider reached (interpolated between loss evaluations;",
         "— = not within the budget). final / best: 1.0000 is the best. Speed-up: the best peer's time over this",
-        "provider's (> = lower bound: no peer reached the target, so the peers' longest run is used).",
+        "provider's (> = lower bound: no peer reached the target, so the peers' longest run is used); per iteration: net times.",
         "GB/s counts the X stream only (2 passes per iteration); TFLOP/s counts useful flops (PERFORMANCE.md §3).",
         "Flags: nan = non-finite loss; loss-increased = the shared loss rose between two evaluations;",
         "busy-machine = other processes kept > 0.25 cores busy while this provider was timed.",
