@@ -24,7 +24,7 @@ def _reconstruction_like(X, W, H):
 
 def _transposed_product(W, Q):
     """``WᵀQ``, as ``(QᵀW)ᵀ`` when Q is column-major so the GEMM reads Q row by row (32 vs 50 ms for the
-    KL numerator of the W update at 4000×2000, k=32)."""
+    KL numerator of the W update at 4000×2000, k=32; 10 vs 18 ms for the Frobenius one, MKL on 2 cores)."""
     if Q.stride(0) < Q.stride(1):
         return (Q.T @ W).T
     return W.T @ Q
@@ -33,7 +33,7 @@ def _transposed_product(W, Q):
 def _numerator_denominator(X, W, H, beta, eps_r):
     if beta == 2.0:
         # Gram trick: (WᵀW)H with a k×k Gram, never Wᵀ(WH).
-        return W.T @ X, (W.T @ W) @ H
+        return _transposed_product(W, X), (W.T @ W) @ H
     R = _reconstruction_like(X, W, H)
     if beta < 2.0:
         R.clamp_min_(eps_r)
@@ -140,7 +140,7 @@ def hals_update_h(
     ``fit = −⟨WᵀX, H_new⟩ + ½⟨WᵀW, H_new H_newᵀ⟩`` (float64), i.e. ``½‖X − W H_new‖² − ½‖X‖²``: the
     objective of the new pair for free, from the products the update already needed.
     """
-    A = W.T @ X
+    A = _transposed_product(W, X).contiguous()  # the sweeps read A row by row
     B = W.T @ W
     H_new = H.clone()
     hals_sweeps_(H_new, A, B, l1=l1, l2=l2, max_sweeps=max_sweeps, delta=delta)
