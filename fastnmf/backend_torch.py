@@ -142,7 +142,9 @@ def hals_update_h(
     """
     A = _transposed_product(W, X).contiguous()  # the sweeps read A row by row
     B = W.T @ W
-    H_new = H.clone()
+    # Row-major, whatever H's layout: the W update's H is Wᵀ, a column-major view, and sweeping its
+    # strided rows took 2.5 instead of 1.7 ms per sweep (4000×2000, k=32, 2 cores).
+    H_new = H.clone(memory_format=torch.contiguous_format)
     hals_sweeps_(H_new, A, B, l1=l1, l2=l2, max_sweeps=max_sweeps, delta=delta)
     fit = -torch.sum(A * H_new, dtype=torch.float64) + 0.5 * torch.sum(B * (H_new @ H_new.T), dtype=torch.float64)
     return H_new, fit
