@@ -4,7 +4,8 @@
 ≥ 0 — scikit-learn's names and shapes.
 
 - :class:`NMF` — the scikit-learn estimator;
-- :func:`non_negative_factorization` — the functional API;
+- :func:`non_negative_factorization` — the functional API; :func:`factorization_loss` — ``D_β(X | WH)`` for
+  dense, sparse or weighted X;
 - :mod:`fastnmf.reference` — multiplicative updates from autograd for any non-negative model
   (:func:`gradient_parts`, :func:`multiplicative_update`, :func:`beta_divergence`).
 """
@@ -12,13 +13,14 @@
 __version__ = "0.1.0"
 
 from .estimator import NMF
-from .functional import non_negative_factorization
+from .functional import factorization_loss, non_negative_factorization
 from .losses import beta_divergence
 from .reference import gradient_parts, multiplicative_update
 
 __all__ = [
     "NMF",
     "non_negative_factorization",
+    "factorization_loss",
     "beta_divergence",
     "gradient_parts",
     "multiplicative_update",

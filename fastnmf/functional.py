@@ -22,7 +22,7 @@ from .sparse import SparseMatrix
 from .validation import InputKind, as_tensor, check_choice, check_factor, check_int, check_real
 from .weights import WeightedMatrix, check_missing_values, weighted_data
 
-__all__ = ["non_negative_factorization", "fit_factorization", "FitOutput"]
+__all__ = ["non_negative_factorization", "factorization_loss", "fit_factorization", "FitOutput"]
 
 
 @dataclass
@@ -328,3 +328,35 @@ def non_negative_factorization(
     )
     result = fit.result
     return fit.kind.output(result.W.contiguous()), fit.kind.output(result.H.contiguous()), result.n_iter
+
+
+def factorization_loss(X, W, H, beta_loss="frobenius", *, weights=None, missing_values=None) -> float:
+    """The β-divergence ``D_β(X | WH)`` of a factorization, as a Python float.
+
+    With entry weights M (``weights``, ``missing_values`` as in :func:`non_negative_factorization`), the
+    weighted divergence ``Σ_ij M_ij d_β(X_ij | (WH)_ij)``. Frobenius is ``½‖X − WH‖²`` (scikit-learn's
+    convention); Itakura–Saito drops the terms where X is 0 (``fastnmf.losses``).
+
+    X may be anything :func:`non_negative_factorization` takes — numpy, scipy.sparse, torch dense or sparse,
+    CPU or CUDA — and is never densified; W (n_samples × n_components) and H (n_components × n_features)
+    are dense, on X's device for torch. Computed in float64 without an m×n temporary: row blocks of WH for
+    dense X; for sparse X the stored entries plus closed forms for the zeros (costs per β:
+    ``fastnmf.backend_sparse``). WH is not floored: where X > 0 and (WH) = 0 the KL and IS divergences are
+    infinite, as they are mathematically (the solvers' own objective floors WH at eps·max X).
+    """
+    beta = parse_beta_loss(beta_loss)
+    check_missing_values(missing_values)
+    weighted = weights is not None or missing_values is not None
+    X, _ = as_tensor(X, "X", context="factorization_loss", check_values=not weighted)
+    if weighted:
+        X = weighted_data(X, weights, missing_values)
+    m, n = X.shape
+    shape = tuple(getattr(W, "shape", np.shape(W)))
+    if len(shape) != 2:
+        raise ValueError(f"W must be 2-D (n_samples × n_components), got shape {shape}.")
+    k = int(shape[1])
+    W = check_factor(W, "W", (m, k), X, torch.float64)
+    H = check_factor(H, "H", (k, n), X, torch.float64)
+    layout = "weighted" if isinstance(X, WeightedMatrix) else "sparse" if isinstance(X, SparseMatrix) else "dense"
+    backend = resolve_backend("torch", X.device, data=layout)
+    return float(backend.objective(X, W, H, beta=beta, eps_r=0.0))

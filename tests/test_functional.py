@@ -112,3 +112,20 @@ def test_callback_returning_true_at_the_start_runs_no_iteration():
     assert n_iter == 0
     np.testing.assert_array_equal(W, W0)
     np.testing.assert_array_equal(H, H0)
+
+
+def test_factorization_loss_rejects_bad_factors_before_any_work():
+    from fastnmf import factorization_loss
+
+    X = np.ones((4, 3))
+    with pytest.raises(ValueError, match=r"W must be 2-D .* got shape \(4,\)"):
+        factorization_loss(X, np.ones(4), np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"wrong shape .*\(H\): expected \(2, 3\), got \(2, 4\)"):
+        factorization_loss(X, np.ones((4, 2)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="Negative"):
+        factorization_loss(X, -np.ones((4, 2)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="Invalid beta_loss"):
+        factorization_loss(X, np.ones((4, 2)), np.ones((2, 3)), beta_loss="euclid")
+    # Frobenius is ½‖X − WH‖², KL infinite where X > 0 and WH = 0.
+    assert factorization_loss(X, np.ones((4, 1)), np.full((1, 3), 0.5)) == pytest.approx(0.5 * 12 * 0.25)
+    assert factorization_loss(X, np.zeros((4, 1)), np.ones((1, 3)), 1.0) == float("inf")

@@ -186,3 +186,36 @@ def test_sparse_matrix_transpose_swaps_the_two_copies():
     expected = (W @ H)[X_sparse.row_indices(), X_sparse.by_row.col_indices()]
     torch.testing.assert_close(X_sparse.T.sampled_product(H.T, W.T), expected)
     assert X_sparse.T.T.by_row is X_sparse.by_row
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_factorization_loss_of_sparse_x_equals_the_dense_one_and_scikit_learns(fmt, beta, never_dense, small_blocks):
+    from sklearn.decomposition._nmf import _beta_divergence
+
+    from fastnmf import factorization_loss
+
+    X = _counts()
+    rng = np.random.RandomState(1)
+    W, H = rng.rand(M, K) + 0.05, rng.rand(K, N) + 0.05
+    expected = _beta_divergence(X, W, H, beta)
+    sparse_input = _as_format(X, fmt)
+    got = factorization_loss(sparse_input, torch.from_numpy(W) if fmt.startswith("torch") else W,
+                             torch.from_numpy(H) if fmt.startswith("torch") else H, beta)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_factorization_loss_with_weights_of_one_is_the_unweighted_loss_and_ignores_missing_entries():
+    from fastnmf import factorization_loss
+
+    X = _counts()
+    rng = np.random.RandomState(2)
+    W, H = rng.rand(M, K) + 0.05, rng.rand(K, N) + 0.05
+    plain = factorization_loss(X, W, H, "kullback-leibler")
+    assert factorization_loss(X, W, H, "kullback-leibler", weights=np.ones_like(X)) == pytest.approx(plain, rel=1e-12)
+    holes = X.copy()
+    holes[0, 0], holes[3, 7] = np.nan, np.nan
+    mask = np.ones_like(X)
+    mask[0, 0] = mask[3, 7] = 0.0
+    assert factorization_loss(holes, W, H, 1.0, missing_values=np.nan) == pytest.approx(
+        factorization_loss(X, W, H, 1.0, weights=mask), rel=1e-12)
