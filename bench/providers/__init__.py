@@ -91,6 +91,10 @@ def _family_selected(family: str, patterns: list[str] | None) -> bool:
     return not patterns or any(fnmatch.fnmatch(family, p.split("/")[0]) for p in patterns)
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.0f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
+
+
 def plan(problem, device: torch.device, patterns: list[str] | None = None) -> tuple[list[Provider], list[Skipped]]:
     """The providers that run on ``problem`` here, and those that are skipped with the reason.
 
@@ -109,7 +113,7 @@ def plan(problem, device: torch.device, patterns: list[str] | None = None) -> tu
         if not problem.densify and not family.accepts_sparse:
             m, n = problem.shape
             skipped.append(Skipped(family.name, family.is_peer,
-                                   f"takes dense X only: this X would take {m * n * 4 / 2**30:,.0f} GiB dense (float32)"))
+                                   f"takes dense X only: this X would take {_size(m * n * 4)} dense (float32)"))
             continue
         try:
             family.check(device)
