@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from .costs import flops_per_iteration
+from .runner import CALLBACK_TIMING
 
 __all__ = ["TARGETS", "summarize"]
 
@@ -81,7 +82,7 @@ def _run_metrics(run, problem, best: float, flops: int, limits: dict) -> dict:
     # Net of the per-call overhead (peers pay it once per chunk; fastnmf's chunks never contain it): what
     # an iteration costs inside one long call. A slow peer on a short budget runs 1-iteration chunks,
     # where its per-call cost can be as large as the iteration itself.
-    overhead = 0.0 if run.timing.startswith("one call,") else (run.call_overhead_s or 0.0)
+    overhead = 0.0 if run.timing == CALLBACK_TIMING else (run.call_overhead_s or 0.0)
     net = [max(s - overhead, 0.05 * s) / n for s, n in zip(run.chunk_seconds, run.chunk_iters)]
     net_median = _weighted_quantiles(net, run.chunk_iters, (0.5,))[0]
     out["time_per_iter_s"] = {"median": p50, "p20": p20, "p80": p80, "net_of_call_overhead": net_median}
