@@ -111,14 +111,15 @@ def hals_sweeps_(
     if l1:
         A = A - l1
     H_t = H.T
+    # Row views made once: indexing A[j], B[j], H[j] inside the loop cost three more launches per row.
+    rows = [(H_j, A_j, B_j, step) for H_j, A_j, B_j, step in zip(H.unbind(0), A.unbind(0), B.unbind(0), steps)
+            if step != 0.0]
     first_change = None
     for sweep in range(1, max_sweeps + 1):
         before = H.clone() if max_sweeps > 1 else None
-        for j, step in enumerate(steps):
-            if step == 0.0:
-                continue
-            gradient = torch.addmv(A[j], H_t, B[j], beta=-1.0)  # (B'H)_j − A'_j, rows before j updated
-            H[j].sub_(gradient, alpha=step).clamp_min_(floor)
+        for H_j, A_j, B_j, step in rows:
+            gradient = torch.addmv(A_j, H_t, B_j, beta=-1.0)  # (B'H)_j − A'_j, rows before j updated
+            H_j.sub_(gradient, alpha=step).clamp_min_(floor)
         if before is None:
             return 1
         # One host synchronisation per sweep: the price of the early stop on the torch backend.
