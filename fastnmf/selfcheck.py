@@ -4,7 +4,8 @@
     python -m fastnmf.selfcheck --examples 200 --triton     # the Triton backend (interpreted on a CPU)
 
 Each example draws a shape (1×1, tall, wide, k ≥ min(m, n)), a container and dtype (numpy float64,
-float32, int64; torch float32, float64, float16, bfloat16; scipy CSR, CSC, COO; torch sparse COO, CSR),
+float32, int64; torch float32, float64, float16, bfloat16; scipy CSR, CSC, COO; torch sparse COO, CSR;
+sparse CSR with float32 values — with ``--triton``, the containers the Triton backend takes),
 magnitudes from 1e-30 to 1e30,
 exact zeros, zero rows and columns, a β, a solver and an init. The property: either the documented
 error for that case (a ValueError/TypeError with a message), or finite non-negative factors of the right
@@ -29,11 +30,13 @@ import torch
 from .functional import non_negative_factorization
 from .losses import parse_beta_loss
 
-__all__ = ["FitCase", "fit_cases", "check_case", "main"]
+__all__ = ["FitCase", "fit_cases", "check_case", "main", "CONTAINERS", "TRITON_CONTAINERS"]
 
 CONTAINERS = ("numpy-float64", "numpy-float32", "numpy-int64", "torch-float32", "torch-float64",
               "torch-float16", "torch-bfloat16", "scipy-csr", "scipy-csc", "scipy-coo", "torchsparse-coo",
-              "torchsparse-csr")
+              "torchsparse-csr", "scipy32-csr", "torchsparse32-csr")
+# What the Triton backend is fuzzed with: float32/float16 dense X and float32 sparse X (its sparse KL kernel).
+TRITON_CONTAINERS = ("torch-float32", "torch-float16", "numpy-float32", "scipy32-csr", "torchsparse32-csr")
 # Containers whose data is float64 (the objective of MU and HALS is checked for monotonicity on them).
 _FLOAT64 = ("numpy-float64", "torch-float64", "scipy-csr", "scipy-csc", "scipy-coo", "torchsparse-coo",
             "torchsparse-csr")
@@ -95,11 +98,13 @@ def build_data(case: FitCase):
         return np.rint(np.minimum(X, 1e15)).astype(np.int64)
     if library == "numpy":
         return X.astype(dtype)
-    if library == "scipy":
-        return sp.coo_matrix(X).asformat(dtype)
-    if library == "torchsparse":
+    # "scipy32" / "torchsparse32": the same sparse layouts with float32 values.
+    values_dtype = np.float32 if library.endswith("32") else np.float64
+    if library.startswith("scipy"):
+        return sp.coo_matrix(X.astype(values_dtype)).asformat(dtype)
+    if library.startswith("torchsparse"):
         # From COO coordinates (never through a dense tensor): the layouts fastnmf reads directly.
-        coo = sp.coo_matrix(X)
+        coo = sp.coo_matrix(X.astype(values_dtype))
         indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         tensor = torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), X.shape, check_invariants=False).coalesce()
         return tensor if dtype == "coo" else tensor.to_sparse_csr()
@@ -114,7 +119,7 @@ def expected_error(case: FitCase, X):
         return ValueError, r"solver='hals' minimizes the Frobenius loss only"
     if isinstance(X, torch.Tensor) and X.layout == torch.strided and not bool(torch.isfinite(X).all()):
         return ValueError, r"Input X contains NaN or infinity"  # too large for float16: stored as inf
-    if case.backend == "triton" and case.container in ("numpy-float64", "torch-float64", "numpy-int64"):
+    if case.backend == "triton" and case.container in ("numpy-float64", "numpy-int64") + _FLOAT64:
         return TypeError, r"backend='triton' computes with float32 factors, but X is float64"
     if case.init in ("nndsvd", "nndsvda", "nndsvdar") and case.k > min(case.m, case.n):
         return ValueError, r"can only be used when n_components <= min\(n_samples, n_features\)"
@@ -145,8 +150,8 @@ def _output_dtype(case: FitCase):
     library, dtype = case.container.split("-")
     if library == "numpy":
         return np.float32 if dtype == "float32" else np.float64
-    if library == "scipy":
-        return np.float64
+    if library.startswith("scipy"):
+        return np.float32 if library == "scipy32" else np.float64
     return torch.float64 if dtype == "float64" or library == "torchsparse" else torch.float32
 
 
@@ -234,8 +239,7 @@ def main(argv=None) -> int:
         # Read when the kernels are decorated, i.e. imported — which happens lazily, at the first fit.
         os.environ.setdefault("TRITON_INTERPRET", "1")
     if args.triton:
-        strategy = fit_cases(backends=("triton",), containers=("torch-float32", "torch-float16", "numpy-float32"),
-                             max_side=8)
+        strategy = fit_cases(backends=("triton",), containers=TRITON_CONTAINERS, max_side=8)
     else:
         strategy = fit_cases()
 
