@@ -135,7 +135,7 @@ def fit_factorization(
     k = _resolve_n_components(n_components, W, H, init, update_H, n_features)
     penalties = _regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features)
     factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
-    layout = "weighted" if isinstance(X, WeightedMatrix) else "sparse" if isinstance(X, SparseMatrix) else "dense"
+    layout = _data_layout(X)
     if solver == "auto":
         solver = "hals" if beta == 2.0 and layout != "weighted" else "mu"
     elif solver == "hals" and layout == "weighted":
@@ -171,6 +171,11 @@ def fit_factorization(
         interrupt.output = output
         raise
     return FitOutput(result=scaling.result_out(result), kind=kind, n_components=k, beta=beta)
+
+
+def _data_layout(X) -> str:
+    """What validation made of X, in ``fastnmf.ops.DATA_LAYOUTS`` terms (it decides the backend)."""
+    return "weighted" if isinstance(X, WeightedMatrix) else "sparse" if isinstance(X, SparseMatrix) else "dense"
 
 
 def _weighted_hals_error() -> ValueError:
@@ -357,6 +362,6 @@ def factorization_loss(X, W, H, beta_loss="frobenius", *, weights=None, missing_
     k = int(shape[1])
     W = check_factor(W, "W", (m, k), X, torch.float64)
     H = check_factor(H, "H", (k, n), X, torch.float64)
-    layout = "weighted" if isinstance(X, WeightedMatrix) else "sparse" if isinstance(X, SparseMatrix) else "dense"
+    layout = _data_layout(X)
     backend = resolve_backend("torch", X.device, data=layout)
     return float(backend.objective(X, W, H, beta=beta, eps_r=0.0))

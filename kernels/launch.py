@@ -20,6 +20,7 @@ __all__ = [
     "PRECISIONS",
     "check_factorization",
     "check_sparse_factorization",
+    "check_mu_options",
     "check_precision",
     "check_scalar",
     "new_output",
@@ -63,28 +64,36 @@ def check_factorization(op: str, X: torch.Tensor, W: torch.Tensor, H: torch.Tens
     if X.dim() != 2 or W.dim() != 2 or H.dim() != 2:
         raise ValueError(f"{op}: X, W and H must be 2-D matrices; got {shapes}.")
     m, n = X.shape
-    if W.shape[0] != m or H.shape[1] != n or W.shape[1] != H.shape[0]:
-        raise ValueError(
-            f"{op}: shapes do not chain as X (m×n) ≈ W (m×k) · H (k×n): got {shapes}."
-        )
-    if W.shape[1] < 1:
-        raise ValueError(f"{op}: the rank k must be ≥ 1; got {shapes}.")
+    _check_chain(op, m, n, W, H, shapes)
     if X.dtype not in X_DTYPES:
         raise TypeError(f"{op}: X {_shape(X)} has dtype {X.dtype}; expected one of float32, float16, bfloat16.")
+    _check_factors_and_device(op, _shape(X), X.device, W, H)
+    return m, n, W.shape[1]
+
+
+def _check_chain(op: str, m: int, n: int, W: torch.Tensor, H: torch.Tensor, shapes: str) -> None:
+    """X (m×n) ≈ W (m×k) · H (k×n) with k ≥ 1 (dense and sparse X)."""
+    if W.shape[0] != m or H.shape[1] != n or W.shape[1] != H.shape[0]:
+        raise ValueError(f"{op}: shapes do not chain as X (m×n) ≈ W (m×k) · H (k×n): got {shapes}.")
+    if W.shape[1] < 1:
+        raise ValueError(f"{op}: the rank k must be ≥ 1; got {shapes}.")
+
+
+def _check_factors_and_device(op: str, x_shape: str, x_device: torch.device, W: torch.Tensor, H: torch.Tensor) -> None:
+    """float32 factors, all on X's device, and that device CUDA (or the interpreter) — dense and sparse X."""
     for name, t in (("W", W), ("H", H)):
         if t.dtype != torch.float32:
             raise TypeError(f"{op}: {name} {_shape(t)} has dtype {t.dtype}; the factors must be float32.")
-    if not (X.device == W.device == H.device):
+    if not (x_device == W.device == H.device):
         raise ValueError(
-            f"{op}: X {_shape(X)} is on {X.device}, W {_shape(W)} on {W.device}, H {_shape(H)} on {H.device}; "
+            f"{op}: X {x_shape} is on {x_device}, W {_shape(W)} on {W.device}, H {_shape(H)} on {H.device}; "
             "all three must be on the same device."
         )
-    if X.device.type != "cuda" and not interpreting():
+    if x_device.type != "cuda" and not interpreting():
         raise ValueError(
-            f"{op}: the Triton kernels run on CUDA tensors, but X {_shape(X)} is on {X.device}; set "
+            f"{op}: the Triton kernels run on CUDA tensors, but X {x_shape} is on {x_device}; set "
             "TRITON_INTERPRET=1 before importing fastnmf to run them on the CPU."
         )
-    return m, n, W.shape[1]
 
 
 def check_sparse_factorization(op: str, X, W: torch.Tensor, H: torch.Tensor) -> tuple[int, int, int]:
@@ -101,10 +110,7 @@ def check_sparse_factorization(op: str, X, W: torch.Tensor, H: torch.Tensor) -> 
     if W.dim() != 2 or H.dim() != 2:
         raise ValueError(f"{op}: W and H must be 2-D matrices; got {shapes}.")
     m, n = X.shape
-    if W.shape[0] != m or H.shape[1] != n or W.shape[1] != H.shape[0]:
-        raise ValueError(f"{op}: shapes do not chain as X (m×n) ≈ W (m×k) · H (k×n): got {shapes}.")
-    if W.shape[1] < 1:
-        raise ValueError(f"{op}: the rank k must be ≥ 1; got {shapes}.")
+    _check_chain(op, m, n, W, H, shapes)
     if X.dtype not in X_DTYPES:
         raise TypeError(
             f"{op}: X {x_shape} has values of dtype {X.dtype}; expected one of float32, float16, bfloat16."
@@ -113,20 +119,24 @@ def check_sparse_factorization(op: str, X, W: torch.Tensor, H: torch.Tensor) -> 
         for indices in (copy.crow_indices(), copy.col_indices()):
             if indices.dtype not in (torch.int32, torch.int64):
                 raise TypeError(f"{op}: X {x_shape} has CSR indices of dtype {indices.dtype}; expected int32 or int64.")
-    for name, t in (("W", W), ("H", H)):
-        if t.dtype != torch.float32:
-            raise TypeError(f"{op}: {name} {_shape(t)} has dtype {t.dtype}; the factors must be float32.")
-    if not (X.device == W.device == H.device):
-        raise ValueError(
-            f"{op}: X {x_shape} is on {X.device}, W {_shape(W)} on {W.device}, H {_shape(H)} on {H.device}; "
-            "all three must be on the same device."
-        )
-    if X.device.type != "cuda" and not interpreting():
-        raise ValueError(
-            f"{op}: the Triton kernels run on CUDA tensors, but X {x_shape} is on {X.device}; set "
-            "TRITON_INTERPRET=1 before importing fastnmf to run them on the CPU."
-        )
+    _check_factors_and_device(op, x_shape, X.device, W, H)
     return m, n, W.shape[1]
+
+
+def check_mu_options(op: str, eps_r, l1, l2, k: int, W: torch.Tensor, H: torch.Tensor, max_rank: int,
+                     kernels: str) -> tuple[float, float, float]:
+    """The scalars of a fused MU update (``eps_r`` ≥ 0, ``l1``, ``l2``) as floats, and the rank against the
+    largest the ``kernels`` hold on chip; shared by the dense β and the sparse KL launchers."""
+    eps_r = check_scalar(op, "eps_r", eps_r)
+    l1, l2 = check_scalar(op, "l1", l1), check_scalar(op, "l2", l2)
+    if eps_r < 0.0:
+        raise ValueError(f"{op}: eps_r = {eps_r} must be ≥ 0 (fastnmf.safeguard.reconstruction_floor).")
+    if k > max_rank:
+        raise ValueError(
+            f"{op}: rank k = {k} (W {tuple(W.shape)}, H {tuple(H.shape)}) is above {max_rank}, the largest "
+            f"rank the {kernels} hold on chip; use backend='torch' for this rank."
+        )
+    return eps_r, l1, l2
 
 
 def check_scalar(op: str, name: str, value) -> float:

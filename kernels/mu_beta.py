@@ -26,6 +26,7 @@ from .launch import (
     KL,
     beta_case,
     check_factorization,
+    check_mu_options,
     check_precision,
     check_scalar,
     new_output,
@@ -169,15 +170,8 @@ def mu_beta_update_h(
     op = "mu_beta_update_h"
     m, n, k = check_factorization(op, X, W, H)
     check_precision(precision)
-    beta, eps_r = check_scalar(op, "beta", beta), check_scalar(op, "eps_r", eps_r)
-    l1, l2 = check_scalar(op, "l1", l1), check_scalar(op, "l2", l2)
-    if eps_r < 0.0:
-        raise ValueError(f"{op}: eps_r = {eps_r} must be ≥ 0 (fastnmf.safeguard.reconstruction_floor).")
-    if k > MAX_BETA_RANK:
-        raise ValueError(
-            f"{op}: rank k = {k} (W {tuple(W.shape)}, H {tuple(H.shape)}) is above {MAX_BETA_RANK}, the largest "
-            "rank the fused β kernels hold on chip; use backend='torch' for this rank."
-        )
+    beta = check_scalar(op, "beta", beta)
+    eps_r, l1, l2 = check_mu_options(op, eps_r, l1, l2, k, W, H, MAX_BETA_RANK, "fused β kernels")
     out = new_output(H)
     if n == 0:
         return out

@@ -44,7 +44,7 @@ import triton.language as tl
 from ..safeguard import denominator_floor, factor_floor
 from ..sparse import SparseMatrix
 from .configs import MAX_BETA_RANK, SparseMUConfig, mu_sparse_kl_config
-from .launch import check_scalar, check_sparse_factorization, new_output
+from .launch import check_mu_options, check_sparse_factorization, new_output
 from .tile_ops import mu_epilogue
 
 __all__ = ["mu_sparse_kl_update_h", "mu_sparse_kl_cost"]
@@ -136,15 +136,7 @@ def mu_sparse_kl_update_h(
     """
     op = "mu_sparse_kl_update_h"
     _, n, k = check_sparse_factorization(op, X, W, H)
-    eps_r = check_scalar(op, "eps_r", eps_r)
-    l1, l2 = check_scalar(op, "l1", l1), check_scalar(op, "l2", l2)
-    if eps_r < 0.0:
-        raise ValueError(f"{op}: eps_r = {eps_r} must be ≥ 0 (fastnmf.safeguard.reconstruction_floor).")
-    if k > MAX_BETA_RANK:
-        raise ValueError(
-            f"{op}: rank k = {k} (W {tuple(W.shape)}, H {tuple(H.shape)}) is above {MAX_BETA_RANK}, the largest "
-            "rank the fused KL kernels hold on chip; use backend='torch' for this rank."
-        )
+    eps_r, l1, l2 = check_mu_options(op, eps_r, l1, l2, k, W, H, MAX_BETA_RANK, "fused KL kernels")
     out = new_output(H)
     if n == 0:
         return out
