@@ -5,8 +5,8 @@ providers exactly as their times do (a provider that forms WH where a Gram would
 the extra flops):
 
 - flops: fastnmf's kernel cost functions when ``fastnmf.kernels`` imports (``mu_frobenius_cost`` /
-  ``mu_beta_cost`` for the H update of X and the H update of Xᵀ), else the formulas of PERFORMANCE.md §3
-  (Frobenius 4mnk + 4(m+n)k², KL 8mnk); sparse X: 4·nnz·k + 4(m+n)k² and 8·nnz·k;
+  ``mu_beta_cost`` for the H update of X and the H update of Xᵀ), else the formulas of docs/benchmarks.md,
+  section Cost model (Frobenius 4mnk + 4(m+n)k², KL 8mnk); sparse X: 4·nnz·k + 4(m+n)k² and 8·nnz·k;
 - bytes: the X stream only — two passes over X per iteration (one per half update), in the format the
   provider was given (dense: m·n·itemsize; CSR: values, column indices and row pointers).
 """
@@ -19,7 +19,7 @@ import torch
 __all__ = ["flops_per_iteration", "x_stream_bytes", "X_PASSES"]
 
 # Passes over X per iteration that a W-then-H (or H-then-W) scheme cannot avoid without changing the
-# algorithm (PERFORMANCE.md §6.8).
+# algorithm (docs/benchmarks.md, section Cost model).
 X_PASSES = 2
 
 
@@ -41,14 +41,14 @@ def flops_per_iteration(m: int, n: int, k: int, beta: float, nnz: int | None = N
     """``(flops, where the formula comes from)`` for one iteration; ``nnz`` for a sparse X."""
     if nnz is not None:
         if beta == 2.0:
-            return 4 * nnz * k + 4 * (m + n) * k * k, "PERFORMANCE.md §3 (sparse)"
-        return 8 * nnz * k, "PERFORMANCE.md §3 (sparse)"
+            return 4 * nnz * k + 4 * (m + n) * k * k, "docs/benchmarks.md, Cost model (sparse)"
+        return 8 * nnz * k, "docs/benchmarks.md, Cost model (sparse)"
     kernel = _kernel_flops(m, n, k, beta, itemsize)
     if kernel is not None:
         return int(kernel), "fastnmf.kernels cost functions"
     if beta == 2.0:
-        return 4 * m * n * k + 4 * (m + n) * k * k, "PERFORMANCE.md §3"
-    return 8 * m * n * k, "PERFORMANCE.md §3"
+        return 4 * m * n * k + 4 * (m + n) * k * k, "docs/benchmarks.md, Cost model"
+    return 8 * m * n * k, "docs/benchmarks.md, Cost model"
 
 
 def x_stream_bytes(X, passes: int = X_PASSES) -> int:

@@ -1,7 +1,8 @@
 """The matrices: synthetic low-rank data, scikit-learn's digits, and a document-term count matrix.
 
-Everything is made or read offline (PERFORMANCE.md §8): nothing here downloads. Synthetic data is drawn
-on the device it will be used on, so a 4 GB GPU problem never crosses the PCIe bus.
+Everything is made or read offline (docs/benchmarks.md, section Problems and presets): nothing here
+downloads. Synthetic data is drawn on the device it will be used on, so a 4 GB GPU problem never crosses
+the PCIe bus.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Providers compute their own objectives differently (scikit-learn and nmf-torch report sqrt(2·loss),
 torchnmf adds eps inside the logarithm, fastnmf floors WH): their numbers are not comparable, so the
 harness evaluates ``D_β(X | WH)`` itself, outside the timed region, in float64 on the problem's device:
-with fastnmf's blocked β-divergence (no m×n temporary) for dense data, and with fastnmf's sparse objective
-(the stored entries plus closed forms for the zeros, O(nnz·k)) for data that is sparse by nature — for
+with fastnmf's one objective (``fastnmf.objective``): blocked (no m×n temporary) for dense data, and the
+stored entries plus closed forms for the zeros (O(nnz·k)) for data that is sparse by nature — for
 every provider of that problem, whether it was given the sparse or the dense X.
 """
 
@@ -15,8 +15,8 @@ import math
 import numpy as np
 import torch
 
-from fastnmf.backend_sparse import objective as sparse_objective
-from fastnmf.losses import factorization_divergence
+from fastnmf.layouts import as_layout
+from fastnmf.objective import objective
 from fastnmf.safeguard import reconstruction_floor
 from fastnmf.validation import as_tensor
 
@@ -50,6 +50,4 @@ class SharedLoss:
         H = H.to(device=self.device, dtype=torch.float64)
         if not (bool(torch.isfinite(W).all()) and bool(torch.isfinite(H).all())):
             return math.nan
-        if isinstance(self.X, torch.Tensor):
-            return float(factorization_divergence(self.X, W, H, self.beta, eps_r=self.floor))
-        return float(sparse_objective(self.X, W, H, beta=self.beta, eps_r=self.floor))
+        return float(objective(as_layout(self.X), W, H, beta=self.beta, eps_r=self.floor))

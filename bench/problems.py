@@ -2,7 +2,7 @@
 
 A :class:`ProblemSpec` is cheap (a name, a data source, k, β, a time budget); :func:`build` makes the
 matrix and the start ``(W0, H0)``. Presets: ``tiny`` (the tests: a few ms per run), ``cpu`` (≈ 10 minutes
-on a 2-core machine), ``gpu`` (the H100 shapes of PERFORMANCE.md §4).
+on a 2-core machine), ``gpu`` (the shapes of docs/benchmarks.md, section Roofline).
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def markdown(records: list[dict], title: str = "fastnmf benchmark") -> str:
         "reached 1.01× / 1.001× the best loss any provider reached (interpolated between loss evaluations;",
         "— = not within the budget). final / best: 1.0000 is the best. Speed-up: the best peer's time over this",
         "provider's (> = lower bound: no peer reached the target, so the peers' longest run is used); per iteration: net times.",
-        "GB/s counts the X stream only (2 passes per iteration); TFLOP/s counts useful flops (PERFORMANCE.md §3).",
+        "GB/s counts the X stream only (2 passes per iteration); TFLOP/s counts useful flops (docs/benchmarks.md, Cost model).",
         "Flags: nan = non-finite loss; loss-increased = the shared loss rose between two evaluations;",
         "busy-machine = other processes kept > 0.25 cores busy while this provider was timed.",
         "Peak memory: " + ("; ".join(methods) if methods else "not measured") + ".",

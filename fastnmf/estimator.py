@@ -10,9 +10,15 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import functional
+from .backends import BACKEND_NAMES, PRECISIONS
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from .errors import FitInterrupted
 from .functional import fit_factorization
+from .init import INIT_NAMES
+from .params import (Anything, BetaLoss, Boolean, Device, Either, Integer, MissingValues, NComponents, Options,
+                     Path, RealRange, validate_parameters)
+from .solvers import SOLVER_NAMES
 from .validation import as_tensor
 
 __all__ = ["NMF"]
@@ -30,16 +36,62 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             + α_W ρ n_f \\|W\\|_1 + ½ α_W (1-ρ) n_f \\|W\\|_F^2
             + α_H ρ n_s \\|H\\|_1 + ½ α_H (1-ρ) n_s \\|H\\|_F^2
 
-    (ρ = ``l1_ratio``; n_s, n_f = n_samples, n_features) — scikit-learn's ``NMF`` objective. Parameters
-    are those of :func:`fastnmf.non_negative_factorization`, plus the same defaults as scikit-learn
-    (``tol=1e-4``, ``max_iter=200``). ``solver="auto"`` runs accelerated HALS for the Frobenius loss and
-    multiplicative updates otherwise.
+    (ρ = ``l1_ratio``; n_s, n_f = n_samples, n_features) — scikit-learn's ``NMF`` objective, with D_β the
+    β-divergence; with entry weights M (``fit(X, weights=M)``, ``missing_values``) the divergence is
+    ``Σ_ij M_ij d_β(X_ij | (WH)_ij)``. The parameters below are also the options of
+    :func:`fastnmf.non_negative_factorization` (they are written once, here, with their constraints in
+    ``_parameter_constraints``).
 
-    numpy in → numpy out; torch in → torch out on the same device and dtype (float16/bfloat16 X gives
-    float32 factors). Sparse X (scipy.sparse CSR/CSC/COO, torch sparse COO/CSR) is fitted without ever
-    being densified; scipy in → numpy out. ``fit(X, weights=M)`` minimizes the weighted divergence
-    ``Σ M_ij d_β(X_ij | (WH)_ij)``; ``missing_values=np.nan`` gives NaN entries of X weight 0 (in ``fit``
-    and in ``transform``). See :func:`fastnmf.non_negative_factorization`.
+    numpy in → numpy out (float32 stays float32; other dtypes become float64); torch in → torch out on
+    the same device and dtype (float16/bfloat16 X gives float32 factors). Sparse X (scipy.sparse
+    CSR/CSC/COO, torch sparse COO/CSR) is fitted without ever being densified: memory
+    O(nnz + (n_samples + n_features)·k); scipy in → numpy out. Factors come back with exact zeros where
+    the solver holds an entry at its safeguard floor.
+
+    Parameters
+    ----------
+    n_components : int, "auto" or None
+        Rank k. "auto": from the custom W/H, else n_features. None: n_features.
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None
+        None: "nndsvda" if k ≤ min(n_samples, n_features), else "random" (scikit-learn's default). The same
+        ``random_state`` gives exactly scikit-learn's starting point.
+    solver : {"auto", "mu", "hals"}
+        "mu": multiplicative updates (Lee & Seung; Févotte & Idier's exponent for β outside [1, 2]), any β.
+        "hals": accelerated hierarchical ALS (coordinate descent; Cichocki & Phan 2009, Gillis & Glineur
+        2012), Frobenius only, unweighted. "auto": "hals" for the unweighted Frobenius loss, else "mu".
+    beta_loss : "frobenius", "kullback-leibler", "itakura-saito" or a real number
+        "frobenius" is ½‖X − WH‖².
+    tol : float ≥ 0
+        Stop when the objective's decrease over ``check_every`` iterations, relative to its value at the
+        previous check, falls below ``tol``. Reaching ``max_iter`` first (with ``tol > 0``) warns with a
+        ``sklearn.exceptions.ConvergenceWarning``.
+    max_iter : int ≥ 1
+    random_state : int, RandomState or None
+    alpha_W, alpha_H, l1_ratio : float
+        Regularization, scikit-learn's parameterization; ``alpha_H="same"`` uses ``alpha_W``.
+    verbose : int
+        Non-zero shows a progress bar with the current objective.
+    backend : {"auto", "torch", "triton"}
+        "auto": Triton kernels for CUDA data that is not float64 (when Triton is installed and has kernels
+        for the data's layout), else PyTorch. Sparse X on "triton": the KL update is one fused kernel per
+        half-iteration; other losses, HALS and the objective use the PyTorch sparse ops on the same
+        device. Weighted data always runs on PyTorch; "triton" with it is a ValueError.
+    precision : {"ieee", "tf32", "tf32x3"}
+        Precision of the Triton kernels' matrix products. "ieee" (default) is full fp32.
+    check_every : int ≥ 1
+        Iterations between two evaluations of the objective (each one is a pass over X).
+    device : str or torch.device, optional
+        Where to compute (e.g. "cuda" for numpy input); default: where X is.
+    inner_iter : "auto" or int ≥ 1
+        HALS only: sweeps of one factor per product with X. "auto": up to ``1 + ⌊ρ/2⌋`` (ρ = cost of the X
+        product / cost of a sweep), each column stopping once a sweep changes it by ≤ 10 % of its first
+        sweep's change (Gillis & Glineur 2012); 1 = plain HALS.
+    extrapolate : bool
+        HALS only: extrapolation with restarts (Ang & Gillis 2019).
+    checkpoint : path or None; checkpoint_every : float ≥ 0
+        Write the fit state to ``checkpoint`` at most every ``checkpoint_every`` seconds (``NMF.resume``).
+    missing_values : None or np.nan
+        np.nan: NaN entries of X are missing (weight 0) instead of an error. Solver "mu" only.
 
     Attributes
     ----------
@@ -51,6 +103,29 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         (every ``check_every`` iterations, and the last one).
     n_features_in_ : int
     """
+
+    _parameter_constraints = {
+        "n_components": NComponents(),
+        "init": Options(*INIT_NAMES, None),
+        "solver": Options(*SOLVER_NAMES, "auto"),
+        "beta_loss": BetaLoss(),
+        "tol": RealRange(0.0),
+        "max_iter": Integer(1),
+        "random_state": Anything(),
+        "alpha_W": RealRange(0.0),
+        "alpha_H": Either(Options("same"), RealRange(0.0)),
+        "l1_ratio": RealRange(0.0, 1.0),
+        "verbose": Either(Boolean(), Integer(0)),
+        "backend": Options(*BACKEND_NAMES),
+        "precision": Options(*PRECISIONS),
+        "check_every": Integer(1),
+        "device": Device(),
+        "inner_iter": Either(Options("auto"), Integer(1)),
+        "extrapolate": Boolean(),
+        "checkpoint": Path(),
+        "checkpoint_every": RealRange(0.0),
+        "missing_values": MissingValues(),
+    }
 
     def __init__(
         self,
@@ -104,14 +179,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _options(self):
-        return dict(
-            init=self.init, solver=self.solver, beta_loss=self.beta_loss, tol=self.tol, max_iter=self.max_iter,
-            alpha_W=self.alpha_W, alpha_H=self.alpha_H, l1_ratio=self.l1_ratio, random_state=self.random_state,
-            verbose=self.verbose, backend=self.backend, precision=self.precision, check_every=self.check_every,
-            device=self.device, inner_iter=self.inner_iter, extrapolate=self.extrapolate,
-            missing_values=self.missing_values,
-        )
+    def _validated_params(self) -> dict:
+        """Every parameter checked against ``_parameter_constraints`` (before any work), normalized."""
+        return validate_parameters(self._parameter_constraints, self.get_params(deep=False))
+
+    def _with(self, **changes) -> "NMF":
+        """A copy of this estimator's options with ``changes`` (the fit options of a resume or transform)."""
+        return type(self)(**{**self.get_params(deep=False), **changes})
 
     def fit_transform(self, X, y=None, W=None, H=None, weights=None):
         """Fit the model to X and return W (n_samples × n_components).
@@ -123,13 +197,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self._fit(X, W, H, self.n_components, init=self.init, weights=weights)
 
     def _fit(self, X, W, H, n_components, *, init, weights=None, start_iteration=0, history=None):
-        options = self._options()
-        options["init"] = init
+        options = self._with(n_components=n_components, init=init)
         writer = _CheckpointWriter(self) if self.checkpoint is not None else None
         try:
             fit = fit_factorization(
-                X, W, H, n_components, update_H=True, weights=weights, start_iteration=start_iteration,
-                history=history, on_check=None if writer is None else writer.maybe_write, **options,
+                X, W, H, options, update_H=True, weights=weights, start_iteration=start_iteration,
+                history=history, on_check=None if writer is None else writer.maybe_write,
             )
         except FitInterrupted as interrupt:
             self._store(interrupt.output)
@@ -204,10 +277,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._check_features(X)
-        options = self._options()
-        options["init"] = None
-        fit = fit_factorization(X, None, self.components_, self.n_components_, update_H=False, weights=weights,
-                                **options)
+        options = self._with(n_components=self.n_components_, init=None)
+        fit = fit_factorization(X, None, self.components_, options, update_H=False, weights=weights)
         return fit.kind.output(fit.result.W.contiguous())
 
     def inverse_transform(self, X=None, *, W=None):
@@ -265,3 +336,7 @@ class _CheckpointWriter:
         )
         write_checkpoint(self.model.checkpoint, state)
         self.last_write = time.monotonic()
+
+
+# non_negative_factorization takes NMF's parameters as **options; give it their full signature for help().
+functional.non_negative_factorization.__signature__ = functional._signature()

@@ -37,6 +37,7 @@ __all__ = [
     "safe_ratio",
     "apply_factor_floor_",
     "hals_step_sizes",
+    "exact_zeros",
 ]
 
 
@@ -85,3 +86,15 @@ def hals_step_sizes(gram: torch.Tensor, l2: float) -> torch.Tensor:
     threshold = _finfo(gram.dtype).eps * float(curvature.max()) if curvature.numel() else 0.0
     degenerate = curvature <= max(threshold, denominator_floor(gram.dtype))
     return torch.where(degenerate, torch.zeros_like(curvature), curvature.reciprocal())
+
+
+def exact_zeros(factor: torch.Tensor) -> torch.Tensor:
+    """``factor`` with the entries held at the factor floor φ (or below) set to 0: what users get back.
+
+    The floor is internal to the iteration; a factor handed to the user shows the sparsity of the parts
+    (scikit-learn's NMF returns exact zeros there). A new tensor; every start re-applies the floor, so a
+    fit resumed from these zeros continues exactly as the uninterrupted one.
+    """
+    # clone keeps the strides (out-of-place masked_fill returns a row-major copy of a column-major H, and
+    # a fit resumed from that layout rounds differently in the last bit).
+    return factor.clone().masked_fill_(factor <= factor_floor(factor.dtype), 0.0)

@@ -29,7 +29,8 @@ class Scaling:
     def identity(self) -> bool:
         return self.scale == 1.0
 
-    def data(self, X: torch.Tensor) -> torch.Tensor:
+    def data(self, X):
+        """X / s for a layout (or a tensor)."""
         return X if self.identity else X / self.scale
 
     def factor_in(self, F: torch.Tensor) -> torch.Tensor:
@@ -38,10 +39,12 @@ class Scaling:
     def factor_out(self, F: torch.Tensor) -> torch.Tensor:
         return F if self.identity else F * math.sqrt(self.scale)
 
-    def penalties(self, l1_w: float, l2_w: float, l1_h: float, l2_h: float) -> dict:
+    def penalties(self, penalties):
+        """The :class:`fastnmf.penalties.Penalties` of the rescaled problem."""
+        if self.identity:
+            return penalties
         s, beta = self.scale, self.beta
-        l1, l2 = s ** (0.5 - beta), s ** (1.0 - beta)
-        return dict(l1_w=l1_w * l1, l2_w=l2_w * l2, l1_h=l1_h * l1, l2_h=l2_h * l2)
+        return penalties.rescaled(s ** (0.5 - beta), s ** (1.0 - beta))
 
     def objective_out(self, value: float) -> float:
         return value if self.identity else value * self.scale**self.beta

@@ -1,7 +1,9 @@
-"""Solvers: iteration loops written once against the ops of a :class:`fastnmf.ops.Backend`.
+"""Solvers: iteration loops written once against the update rules of a backend and the pass of a layout.
 
-A solver never knows which backend runs; it only calls ``backend.mu_update_h``, ``backend.mu_update_w``
-and ``backend.objective``. The loop checks convergence every ``check_every`` iterations (the only host
+A solver never knows which backend runs nor how X is held: it builds the rules of each factor from the
+:class:`fastnmf.backends.Backend` (``mu_rule``, ``hals_rule``), lets the layout run the pass over its data
+(``X.iteration``, ``X.update_w``, ``X.update_h``: ``fastnmf.layouts``) and evaluates ``backend.objective``.
+The loop checks convergence every ``check_every`` iterations (the only host
 synchronisations), stops when the relative decrease ``(previous − current) / previous`` falls below
 ``tol``, and records the objective in ``loss_history``. (Relative to the previous value, not to the
 initial one as scikit-learn does: a poor start — nndsvda on digits begins 2500× above the optimum —
@@ -15,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 import torch
 
+from .backends import Backend
 from .errors import FitInterrupted, non_finite_error, out_of_memory_error
-from .losses import regularization_penalty
-from .ops import Backend
+from .penalties import Penalties
 from .safeguard import apply_factor_floor_
 
 __all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve", "supports"]
@@ -34,22 +36,19 @@ def supports(solver: str, beta: float) -> bool:
 
 @dataclass(frozen=True)
 class Problem:
-    """Everything a solver needs, already validated: data, loss, penalties, safeguard floor, backend."""
+    """Everything a solver needs, already validated: data (a layout), loss, penalties, safeguard floor,
+    backend."""
 
-    X: torch.Tensor
+    X: object  # a fastnmf.layouts.Layout
     beta: float
     backend: Backend
     eps_r: float
-    l1_w: float = 0.0
-    l2_w: float = 0.0
-    l1_h: float = 0.0
-    l2_h: float = 0.0
+    penalties: Penalties = Penalties()
 
     def evaluate(self, W: torch.Tensor, H: torch.Tensor) -> tuple[float, float]:
         """``(D_β(X | WH), D_β(X | WH) + penalty)``: the divergence and the objective every solver decreases."""
         divergence = self.backend.objective(self.X, W, H, beta=self.beta, eps_r=self.eps_r)
-        penalty = regularization_penalty(W, H, self.l1_w, self.l2_w, self.l1_h, self.l2_h)
-        return float(divergence), float(divergence + penalty)
+        return float(divergence), float(divergence + self.penalties.value(W, H))
 
 
 @dataclass
@@ -59,6 +58,8 @@ class SolverResult:
     n_iter: int
     loss_history: list[float] = field(default_factory=list)
     final_divergence: float = float("nan")
+    # Why the loop ended: "tol" (converged), "callback" (the callback said stop), "max_iter".
+    stop_reason: str = "max_iter"
 
 
 class _MultiplicativeUpdates:
@@ -67,14 +68,12 @@ class _MultiplicativeUpdates:
 
     def __init__(self, problem: Problem, update_w: bool, update_h: bool):
         self.problem, self.update_w, self.update_h = problem, update_w, update_h
+        p, make = problem, problem.backend.mu_rule
+        self.rule_w = make(p.beta, *p.penalties.w, eps_r=p.eps_r)
+        self.rule_h = make(p.beta, *p.penalties.h, eps_r=p.eps_r)
 
     def step(self, W, H):
-        p = self.problem
-        if self.update_w:
-            W = p.backend.mu_update_w(p.X, W, H, beta=p.beta, l1=p.l1_w, l2=p.l2_w, eps_r=p.eps_r)
-        if self.update_h:
-            H = p.backend.mu_update_h(p.X, W, H, beta=p.beta, l1=p.l1_h, l2=p.l2_h, eps_r=p.eps_r)
-        return W, H
+        return self.problem.X.iteration(self.rule_w, self.rule_h, W, H, self.update_w, self.update_h)
 
 
 # Accelerated HALS constants (Gillis & Glineur 2012, §3): at most 1 + ⌊α·ρ⌋ inner sweeps per product,
@@ -112,32 +111,33 @@ class _HALS:
         self.beta, self.beta_cap = _EXTRAPOLATION_BETA0, 1.0
         self.previous_error = float("inf")
         self.W_y = self.H_y = None
+        self.rule_w = self.rule_h = None
 
-    def _limits(self, k):
+    def _rules(self, k):
+        """The rules of both factors, made at the first step: the sweep limits need k."""
+        if self.rule_w is not None:
+            return
+        p = self.problem
         if self.sweeps_w is None:
             m, n = self.shape
             # Sparse X: its products cost nnz·k, not m·n·k, so fewer sweeps pay for themselves.
-            nnz = getattr(self.problem.X, "nnz", None)
-            overhead = self.problem.backend.hals_row_overhead.get(self.problem.X.device.type, 0.0)
-            self.sweeps_w = inner_sweep_limit(n, m, k, nnz, overhead)  # W is the right factor of Xᵀ (n×m)
-            self.sweeps_h = inner_sweep_limit(m, n, k, nnz, overhead)
+            overhead = p.backend.hals_row_overhead.get(p.X.device.type, 0.0)
+            self.sweeps_w = inner_sweep_limit(n, m, k, p.X.nnz, overhead)  # W is the right factor of Xᵀ (n×m)
+            self.sweeps_h = inner_sweep_limit(m, n, k, p.X.nnz, overhead)
+        make = p.backend.hals_rule
+        self.rule_w = make(*p.penalties.w, max_sweeps=self.sweeps_w, delta=_ACCELERATION_DELTA)
+        self.rule_h = make(*p.penalties.h, max_sweeps=self.sweeps_h, delta=_ACCELERATION_DELTA)
 
     def _update_w(self, W, H):
-        p = self.problem
-        return p.backend.hals_update_w(p.X, W, H, l1=p.l1_w, l2=p.l2_w, max_sweeps=self.sweeps_w, delta=_ACCELERATION_DELTA)
+        return self.problem.X.update_w(self.rule_w, W, H)
 
     def _update_h(self, W, H):
-        p = self.problem
-        return p.backend.hals_update_h(p.X, W, H, l1=p.l1_h, l2=p.l2_h, max_sweeps=self.sweeps_h, delta=_ACCELERATION_DELTA)
+        return self.problem.X.update_h(self.rule_h, W, H)
 
     def step(self, W, H):
-        self._limits(W.shape[1])
+        self._rules(W.shape[1])
         if not self.extrapolate or not (self.update_w and self.update_h):
-            if self.update_w:
-                W, _ = self._update_w(W, H)
-            if self.update_h:
-                H, _ = self._update_h(W, H)
-            return W, H
+            return self.problem.X.iteration(self.rule_w, self.rule_h, W, H, self.update_w, self.update_h)
         return self._extrapolated_step(W, H)
 
     def _extrapolated_step(self, W, H):
@@ -228,6 +228,8 @@ def solve(
     try:
         # The callback sees the start too (n_iter = start_iteration), so a timer or a log can begin there.
         stop_at_start = callback is not None and bool(callback(start_iteration, W, H))
+        if stop_at_start:
+            result.stop_reason = "callback"
         for n_iter in range(start_iteration + 1, (start_iteration if stop_at_start else max_iter) + 1):
             W, H = iteration.step(W, H)
             if progress is not None:
@@ -245,6 +247,7 @@ def solve(
             if progress is not None:
                 progress.set_postfix(loss=f"{current:.6g}")
             if stop or previous <= 0.0 or (previous - current) / previous < tol:
+                result.stop_reason = "callback" if stop else "tol"
                 break
             previous = current
     except KeyboardInterrupt as interrupt:

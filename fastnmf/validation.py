@@ -3,7 +3,7 @@
 numpy (and anything array-like) goes through scikit-learn's ``check_array`` — the messages users and
 ``check_estimator`` already know — then through the same non-negativity check as torch tensors.
 Sparse input (scipy.sparse in any format, torch sparse COO/CSR/CSC/BSR) becomes a
-:class:`fastnmf.sparse.SparseMatrix` — never a dense array — and its stored values get the same checks,
+:class:`fastnmf.layouts.SparseMatrix` — never a dense array — and its stored values get the same checks,
 with messages naming the (row, column) of the entry.
 Nothing here modifies its input: conversions make copies only when the dtype, device or layout changes.
 """
@@ -19,7 +19,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_array
 
-from .sparse import SparseMatrix
+from .layouts.base import Layout
+from .layouts.sparse import SparseMatrix
 
 __all__ = [
     "InputKind",
@@ -177,10 +178,13 @@ def as_tensor(
 
     numpy float32/float64 keep their dtype; other numeric dtypes become float64 (scikit-learn's rule).
     torch float16/bfloat16/float32/float64 keep theirs; integer tensors become the default float dtype.
-    Sparse input (scipy.sparse, torch sparse) becomes a :class:`fastnmf.sparse.SparseMatrix`; its kind
+    Sparse input (scipy.sparse, torch sparse) becomes a :class:`fastnmf.layouts.SparseMatrix`; its kind
     says numpy (scipy in) or torch (torch in), which is what results are returned as.
     ``check_values=False`` leaves the values unchecked (entry weights: the caller checks where they count).
     """
+    if isinstance(X, Layout):
+        # A layout built by the caller (docs/extending.md) is trusted as it is: results come back as torch.
+        return X, InputKind(is_torch=True, device=X.device)
     if is_sparse_input(X):
         matrix, kind = _as_sparse_matrix(X.detach() if isinstance(X, torch.Tensor) else X, name, context, device)
         if check_values:

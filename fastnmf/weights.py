@@ -1,112 +1,24 @@
-"""Entry weights and missing values: X together with non-negative weights M of its shape.
+"""Entry weights and missing values from the user's input: validation, and the layout they make.
 
-The weighted objective is ``Σ_ij M_ij d_β(X_ij | (WH)_ij)``: an entry of weight 0 is left out, whatever X
-holds there (NaN with ``missing_values=np.nan``, huge or negative garbage). :func:`weighted_data` validates
-the weights, applies ``missing_values``, checks X only where the weight is positive, and returns one of:
-
-- the plain (dense or sparse) X, when nothing is weighted — ``missing_values=np.nan`` on data without NaN
-  costs nothing afterwards;
-- a :class:`WeightedMatrix` whose weights are a :class:`fastnmf.sparse.SparseMatrix` (a *pattern*: weight 0
-  outside it, e.g. the observed entries of a ratings matrix). X is then kept at the pattern only, with the
-  same entry order as M, and every product costs O(nnz(M)·k);
-- a :class:`WeightedMatrix` whose weights are dense: a tensor of X's shape, or :class:`Complement` (all
-  ones except the NaN entries of a sparse X). Products visit every entry in bounded column blocks,
-  O(m·n·k) (``fastnmf.backend_weighted``).
-
-In every case the entries of weight 0 hold 0 in the stored X, so that the initialization (which sees X
-only) and the safeguard floor ``eps_r = eps · max(X)`` do not depend on what the user left there.
+:func:`weighted_data` validates the weights, applies ``missing_values``, checks X only where the weight is
+positive (NaN with ``missing_values=np.nan``, huge or negative garbage elsewhere is ignored), and returns
+the plain (dense or sparse) X when nothing is weighted — ``missing_values=np.nan`` on data without NaN
+costs nothing afterwards — else a :class:`fastnmf.layouts.WeightedMatrix`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from .sparse import SparseMatrix
+from .layouts.sparse import SparseMatrix
+from .layouts.weighted import Complement, WeightedMatrix
 from .validation import as_tensor, check_finite_non_negative, check_sparse_values
 
-__all__ = ["WeightedMatrix", "Complement", "weighted_data", "check_missing_values"]
+__all__ = ["weighted_data", "check_missing_values"]
 
 _NAN_HINT = " Pass missing_values=np.nan to treat NaN entries as missing (weight 0)."
-
-
-@dataclass(frozen=True)
-class Complement:
-    """Weights ``M = 1 − Z`` for the 0/1 pattern Z of the missing entries (``holes``) of a sparse X."""
-
-    holes: SparseMatrix
-
-    @property
-    def T(self) -> "Complement":
-        return Complement(self.holes.T)
-
-    @property
-    def shape(self):
-        return self.holes.shape
-
-    def column_block(self, columns: slice, dtype: torch.dtype) -> torch.Tensor:
-        return 1.0 - self.holes.column_block(columns, dtype)
-
-
-@dataclass(frozen=True)
-class WeightedMatrix:
-    """X (dense tensor or :class:`SparseMatrix`, 0 wherever the weight is 0) with entry weights ``M``
-    (dense tensor, :class:`SparseMatrix` with X's pattern, or :class:`Complement`); ``.T`` transposes both.
-
-    Offers the tensor-like surface of the fit path (``shape``, ``dtype``, ``device``, ``max``, ``mean``,
-    ``to``, ``/``), all about X.
-    """
-
-    X: object
-    M: object
-
-    @property
-    def on_pattern(self) -> bool:
-        """True when the weights are a sparse pattern shared with X (products at the pattern only)."""
-        return isinstance(self.M, SparseMatrix)
-
-    @property
-    def T(self) -> "WeightedMatrix":
-        return WeightedMatrix(self.X.T, self.M.T)
-
-    @property
-    def shape(self):
-        return self.X.shape
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
-
-    def numel(self) -> int:
-        return self.X.numel()
-
-    def element_size(self) -> int:
-        return self.X.element_size()
-
-    def max(self) -> torch.Tensor:
-        return self.X.max()
-
-    def mean(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return self.X.mean(dtype=dtype)
-
-    def to(self, dtype: torch.dtype | None = None) -> "WeightedMatrix":
-        return WeightedMatrix(self.X.to(dtype), self.M)
-
-    def __truediv__(self, scale: float) -> "WeightedMatrix":
-        return WeightedMatrix(self.X / scale, self.M)
-
-    def column_block(self, columns: slice, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense m×b blocks ``(X[:, columns], M[:, columns])`` in ``dtype`` (dense weights only)."""
-        X_block = self.X[:, columns].to(dtype) if isinstance(self.X, torch.Tensor) else self.X.column_block(columns, dtype)
-        M = self.M
-        M_block = M[:, columns].to(dtype) if isinstance(M, torch.Tensor) else M.column_block(columns, dtype)
-        return X_block, M_block
 
 
 def check_missing_values(missing_values) -> None:

@@ -4,7 +4,7 @@ Public launchers (each checks shapes, dtypes and devices, allocates, builds the 
 
 - :func:`mu_frobenius_update_h` — β = 2: ``WᵀX`` streamed once, ``(WᵀW)H`` from the k×k Gram, epilogue fused;
 - :func:`mu_beta_update_h` — any β (fast paths 0, 1, 2): ``WH`` formed in registers, never in memory;
-- :func:`mu_sparse_kl_update_h` — KL (β = 1) for a sparse X (:class:`fastnmf.sparse.SparseMatrix`): one
+- :func:`mu_sparse_kl_update_h` — KL (β = 1) for a sparse X (:class:`fastnmf.layouts.SparseMatrix`): one
   program per column of X walks its stored entries, ``(WH)_ij`` and ``x_ij / (WH)_ij`` only in registers;
 - :func:`factorization_divergence` — ``D_β(X | WH)`` in tiles, float64 partial sums;
 - :func:`matmul_tn` — ``WᵀX`` with X read in its storage dtype (fp16/bf16 X, fp32 W), fp32 accumulation;

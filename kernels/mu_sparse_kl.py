@@ -1,4 +1,4 @@
-"""Fused KL (β = 1) multiplicative update of H for a sparse X (:class:`fastnmf.sparse.SparseMatrix`).
+"""Fused KL (β = 1) multiplicative update of H for a sparse X (:class:`fastnmf.layouts.SparseMatrix`).
 
 For ``X (m×n) ≈ W (m×k) H (k×n)`` the KL update is ``H ← H ∘ Wᵀ(X / WH) / colsum(W)``. Only the stored
 entries of X contribute to the numerator (a zero of X adds 0 / (WH)_ij = 0), so one program per column j
@@ -42,9 +42,10 @@ import triton
 import triton.language as tl
 
 from ..safeguard import denominator_floor, factor_floor
-from ..sparse import SparseMatrix
+from ..layouts.sparse import SparseMatrix
+from . import launch
 from .configs import MAX_BETA_RANK, SparseMUConfig, mu_sparse_kl_config
-from .launch import check_mu_options, check_sparse_factorization, new_output
+from .launch import check_mu_options, check_sparse_factorization
 from .tile_ops import mu_epilogue
 
 __all__ = ["mu_sparse_kl_update_h", "mu_sparse_kl_cost"]
@@ -124,7 +125,7 @@ def mu_sparse_kl_update_h(
     """One fused KL MU update of H (k×n) for a sparse ``X (m×n) ≈ W (m×k) H``; returns a new fp32 tensor
     strided like H.
 
-    ``X`` is a :class:`fastnmf.sparse.SparseMatrix` with float32, float16 or bfloat16 values (read from
+    ``X`` is a :class:`fastnmf.layouts.SparseMatrix` with float32, float16 or bfloat16 values (read from
     its column-major copy ``X.by_column``); W and H are float32, any strides. ``eps_r`` is the
     reconstruction floor of fastnmf.safeguard; ``l1``/``l2`` the regularization, as in the dense kernels;
     ``config`` overrides the tiles. For the W update pass ``X.T, H.T, W.T`` and transpose the result
@@ -137,7 +138,7 @@ def mu_sparse_kl_update_h(
     op = "mu_sparse_kl_update_h"
     _, n, k = check_sparse_factorization(op, X, W, H)
     eps_r, l1, l2 = check_mu_options(op, eps_r, l1, l2, k, W, H, MAX_BETA_RANK, "fused KL kernels")
-    out = new_output(H)
+    out = launch.new_output(H)
     if n == 0:
         return out
     cfg = config or mu_sparse_kl_config(X.nnz, n, k, X.device)

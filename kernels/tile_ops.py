@@ -42,7 +42,7 @@ def pow_nonnegative(x, p):
 def mu_epilogue(h, numerator, denominator, gamma, l1, l2, tiny, phi, HAS_GAMMA: tl.constexpr):
     """``max(h · (num / max(den + l1 + l2·h, tiny))^γ, phi)``: the safeguard rule of fastnmf.safeguard.
 
-    Same order of operations as ``backend_torch.mu_update_h``: the L1 then the L2 term are added to the
+    Same order of operations as ``fastnmf.updates.multiplicative_step``: the L1 then the L2 term are added to the
     denominator, the denominator floor ``tiny`` is applied before dividing (a zero column of W gives a
     zero numerator and a zero denominator, hence ratio 0, never 0/0), and the factor floor ``phi`` last.
     """

@@ -6,7 +6,8 @@ import torch
 from sklearn.decomposition._nmf import _initialize_nmf
 
 from fastnmf import non_negative_factorization
-from fastnmf.losses import beta_divergence, regularization_penalty
+from fastnmf.losses import beta_divergence
+from fastnmf.penalties import Penalties
 
 
 @pytest.mark.parametrize("beta_loss", [-1.2, 0.0, 0.2, 1.0, 2.0, 2.5])
@@ -25,10 +26,10 @@ def test_objective_never_increases_over_30_single_steps(beta_loss):
         Wt, Ht = torch.from_numpy(W), torch.from_numpy(H)
         loss = float(
             beta_divergence(torch.from_numpy(X), Wt @ Ht, beta_loss)
-            + regularization_penalty(
-                Wt, Ht, alpha * l1_ratio * n_features, alpha * (1 - l1_ratio) * n_features,
+            + Penalties(
+                alpha * l1_ratio * n_features, alpha * (1 - l1_ratio) * n_features,
                 alpha * l1_ratio * n_samples, alpha * (1 - l1_ratio) * n_samples,
-            )
+            ).value(Wt, Ht)
         )
         if previous is not None:
             assert loss < previous
@@ -53,7 +54,8 @@ def test_output_is_non_negative_finite_and_of_the_input_dtype():
 
 def test_given_w_h_with_another_init_warns_and_is_ignored():
     X = np.random.RandomState(0).rand(6, 5)
-    with pytest.warns(UserWarning, match="init='random'; it is ignored"):
+    # A RuntimeWarning, as scikit-learn's (parity).
+    with pytest.warns(RuntimeWarning, match="init='random'; it is ignored"):
         non_negative_factorization(X, np.ones((6, 2)), np.ones((2, 5)), 2, init="random", max_iter=2, random_state=0)
 
 

@@ -51,15 +51,6 @@ def test_kl_treats_zero_log_zero_as_zero():
     assert float(losses.beta_divergence(X, R, 1.0)) == pytest.approx(2.0)
 
 
-def test_factorization_divergence_over_blocks_equals_dense(monkeypatch):
-    monkeypatch.setattr(losses, "_OBJECTIVE_BLOCK_ENTRIES", 10)  # forces many row blocks
-    g = torch.Generator().manual_seed(3)
-    X, W, H = torch.rand(23, 7, generator=g), torch.rand(23, 2, generator=g), torch.rand(2, 7, generator=g)
-    for beta in (0.0, 1.0, 1.5, 2.0):
-        expected = losses.beta_divergence(X.double(), (W @ H).double(), beta)
-        torch.testing.assert_close(losses.factorization_divergence(X, W, H, beta), expected, rtol=1e-5, atol=0)
-
-
 def test_mu_exponent_follows_fevotte_idier():
     assert losses.mu_exponent(0.0) == 0.5
     assert losses.mu_exponent(-1.0) == pytest.approx(1 / 3)
@@ -76,9 +67,3 @@ def test_parse_beta_loss():
         losses.parse_beta_loss("kl")
     with pytest.raises(ValueError, match="Invalid beta_loss nan"):
         losses.parse_beta_loss(float("nan"))
-
-
-def test_regularization_penalty():
-    W, H = torch.full((2, 2), 2.0), torch.full((2, 3), 1.0)
-    # l1_w·ΣW + ½ l2_w·ΣW² + l1_h·ΣH + ½ l2_h·ΣH² = 0.5·8 + 0.5·0.25·16 + 1·6 + 0
-    assert float(losses.regularization_penalty(W, H, 0.5, 0.25, 1.0, 0.0)) == pytest.approx(4 + 2 + 6)

@@ -1,6 +1,5 @@
 """Reliability: interrupts keep the work, checkpoints resume exactly, faults give actionable errors."""
 
-import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -10,22 +9,27 @@ import pytest
 import torch
 
 from fastnmf import NMF, checkpoint as checkpoint_module
-from fastnmf import ops
+from fastnmf import updates
 from fastnmf.checkpoint import CheckpointError
 
 X_DATA = np.abs(np.random.RandomState(0).randn(40, 12)) + 0.01
 
 
+_RULES = {"mu_update_h": updates.MURule, "hals_update_h": updates.HALSRule}
+
+
 def _patch_op(monkeypatch, op, on_call):
-    """Replace op ``op`` of the torch backend by ``on_call(number, original, *args, **kwargs)``."""
-    original = getattr(ops.TORCH_BACKEND, op)
+    """Replace the half-update ``op`` (the ``update`` of the MU or HALS rule: two calls per iteration) by
+    ``on_call(number, original, *args, **kwargs)``."""
+    rule = _RULES[op]
+    original = rule.update
     calls = {"count": 0}
 
-    def patched(*args, **kwargs):
+    def patched(self, *args, **kwargs):
         calls["count"] += 1
-        return on_call(calls["count"], original, *args, **kwargs)
+        return on_call(calls["count"], lambda *a, **k: original(self, *a, **k), *args, **kwargs)
 
-    monkeypatch.setattr(ops, "TORCH_BACKEND", dataclasses.replace(ops.TORCH_BACKEND, **{op: patched}))
+    monkeypatch.setattr(rule, "update", patched)
 
 
 def _fail_on_call(monkeypatch, op, number, error):
@@ -53,8 +57,8 @@ def test_ctrl_c_keeps_the_last_checked_iterate_and_the_estimator_stays_usable(mo
 
 def test_non_finite_values_raise_floating_point_error_naming_the_iterations(monkeypatch):
     def poisoned(count, original, *args, **kwargs):
-        result = original(*args, **kwargs)
-        return result.fill_(float("nan")) if count == 15 else result
+        H_new, fit = original(*args, **kwargs)
+        return (H_new.fill_(float("nan")) if count == 15 else H_new), fit
 
     _patch_op(monkeypatch, "mu_update_h", poisoned)
     with pytest.raises(FloatingPointError, match="between iterations 0 and 10 .*beta_loss=1.0"):
@@ -75,7 +79,7 @@ def test_out_of_memory_on_sparse_data_sizes_the_stored_entries():
     from fastnmf.validation import as_tensor
 
     X, _ = as_tensor(sp.random(200, 100, density=0.05, format="csr", random_state=0))
-    message = str(out_of_memory_error(X, 4, 1.0, "torch-sparse", 4))
+    message = str(out_of_memory_error(X, 4, 1.0, "torch", 4))
     assert "X is 200×100 1000 stored entries of" in message and "pass X as a sparse matrix" not in message
 
 

@@ -58,4 +58,6 @@ def test_2000_float32_iterations_on_digits_stay_finite_and_normal(digits32, beta
         assert factor.dtype == np.float32
         assert np.isfinite(factor).all()
         assert not _is_subnormal(factor).any(), f"{_is_subnormal(factor).sum()} subnormal entries"
-        assert (factor >= safeguard.factor_floor(torch.float32)).all()
+        # Entries the solver held at the floor come back as exact zeros (scikit-learn parity); every other
+        # entry is at least the floor.
+        assert ((factor == 0) | (factor >= safeguard.factor_floor(torch.float32))).all()

@@ -42,10 +42,11 @@ def _check_triton(device: torch.device) -> None:
             "correctness, not speed"
         )
     _check_torch(device)
-    from fastnmf.ops import resolve_backend
+    from fastnmf.backends import resolve_backend
+    from fastnmf.layouts import DenseMatrix
 
     try:
-        resolve_backend("triton", device)
+        resolve_backend("triton", DenseMatrix(torch.empty((1, 1), device=device)))
     except Exception as error:
         raise Unavailable(f"fastnmf's Triton backend is not usable: {type(error).__name__}: {error}") from error
 

@@ -5,9 +5,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from fastnmf import NMF, backend_sparse, backend_torch, non_negative_factorization, sparse
-from fastnmf.entrywise import divergence
-from fastnmf.losses import beta_divergence
+from fastnmf import NMF, non_negative_factorization
+from fastnmf.layouts import DenseMatrix, base
+from fastnmf.losses import beta_divergence, divergence
+from fastnmf.objective import objective
+from fastnmf.updates import MURule
 from fastnmf.validation import as_tensor
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
@@ -57,7 +59,7 @@ def never_dense(monkeypatch):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Tiny blocks, so that the blocked code paths run several blocks on small data."""
-    monkeypatch.setattr(sparse, "BLOCK_ENTRIES", 64)  # 2 columns of 31 rows per block
+    monkeypatch.setattr(base, "BLOCK_ENTRIES", 64)  # 2 columns of 31 rows per block
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
@@ -80,8 +82,8 @@ def test_objective_equals_the_dense_objective(beta, small_blocks):
     W, H = torch.from_numpy(rng.rand(M, K)), torch.from_numpy(rng.rand(K, N))
     X_sparse, _ = as_tensor(sp.csr_matrix(X))
     eps_r = 1e-12
-    dense = backend_torch.objective(torch.from_numpy(X), W, H, beta=beta, eps_r=eps_r)
-    assert float(backend_sparse.objective(X_sparse, W, H, beta=beta, eps_r=eps_r)) == pytest.approx(float(dense), rel=1e-10)
+    dense = objective(DenseMatrix(torch.from_numpy(X)), W, H, beta=beta, eps_r=eps_r)
+    assert float(objective(X_sparse, W, H, beta=beta, eps_r=eps_r)) == pytest.approx(float(dense), rel=1e-10)
 
 
 @pytest.mark.parametrize("beta", [2.0, 1.0, 0.0, 0.5, 1.5, 3.0, -0.5])
@@ -97,9 +99,9 @@ def test_mu_update_equals_the_dense_update_for_every_beta(small_blocks):
     rng = np.random.RandomState(3)
     W, H = torch.from_numpy(rng.rand(M, K)), torch.from_numpy(rng.rand(K, N))
     for beta in (2.0, 1.0, 0.0, 0.5, 1.5, 3.0, -0.5):
-        options = dict(beta=beta, l1=0.1, l2=0.2, eps_r=1e-12)
-        expected = backend_torch.mu_update_h(torch.from_numpy(X), W, H, **options)
-        torch.testing.assert_close(backend_sparse.mu_update_h(X_sparse, W, H, **options), expected, rtol=1e-12, atol=0)
+        rule = MURule(beta, 0.1, 0.2, eps_r=1e-12)
+        expected, _ = rule.update(DenseMatrix(torch.from_numpy(X)), W, H)
+        torch.testing.assert_close(rule.update(X_sparse, W, H)[0], expected, rtol=1e-12, atol=0)
 
 
 def test_hals_equals_dense_hals(never_dense):

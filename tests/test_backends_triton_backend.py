@@ -1,27 +1,50 @@
-"""fastnmf.backend_triton: the kernels behind the Backend contract, against the torch backend."""
+"""fastnmf.backends.triton_backend: the kernels as update rules, against the torch backend."""
 
 import pytest
 import torch
 
-from fastnmf import backend_torch
-from fastnmf.backend_triton import make_backend
+from fastnmf.backends import Backend, resolve_backend, torch_backend
+from fastnmf.backends.triton_backend import make_dense_backend
 from fastnmf.kernels.testing import eps_r_for, make_problem, relative_error
-from fastnmf.ops import TORCH_BACKEND, Backend, resolve_backend
+from fastnmf.layouts import DenseMatrix
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class _Ops:
+    """Half-updates of a backend on dense X, as the solvers run them (``Layout.update_h`` / ``update_w``)."""
+
+    def __init__(self, backend):
+        self.backend, self.name, self.native_x_dtypes = backend, backend.name, backend.native_x_dtypes
+
+    def mu_update_h(self, X, W, H, *, beta, l1=0.0, l2=0.0, eps_r):
+        return DenseMatrix(X).update_h(self.backend.mu_rule(beta, l1, l2, eps_r=eps_r), W, H)[0]
+
+    def mu_update_w(self, X, W, H, *, beta, l1=0.0, l2=0.0, eps_r):
+        return DenseMatrix(X).update_w(self.backend.mu_rule(beta, l1, l2, eps_r=eps_r), W, H)[0]
+
+    def objective(self, X, W, H, **options):
+        return self.backend.objective(DenseMatrix(X), W, H, **options)
+
+
+def make_backend(precision):
+    return _Ops(make_dense_backend(precision))
+
+
+TORCH_BACKEND = _Ops(torch_backend.make_backend())
+
+
 def test_make_backend_returns_the_triton_backend():
-    backend = make_backend("ieee")
+    backend = make_dense_backend("ieee")
     assert isinstance(backend, Backend) and backend.name == "triton"
     assert backend.native_x_dtypes == (torch.float32, torch.float16, torch.bfloat16)
     with pytest.raises(ValueError, match="Invalid precision 'fp16'"):
-        make_backend("fp16")
+        make_dense_backend("fp16")
 
 
 def test_resolve_backend_gives_triton_on_this_machine():
     # On a CPU-only machine this needs the interpreter, which tests/conftest.py turns on.
-    backend = resolve_backend("triton", DEVICE, "ieee")
+    backend = resolve_backend("triton", DenseMatrix(torch.ones(2, 2, device=DEVICE)), "ieee")
     assert backend.name == "triton"
 
 
@@ -33,11 +56,11 @@ def test_updates_and_objective_match_the_torch_backend_in_float64(beta):
     options = dict(beta=beta, l1=0.1, l2=0.2, eps_r=eps_r)
     X64, W64, H64 = X.double(), W.double(), H.double()
     assert relative_error(backend.mu_update_h(X, W, H, **options),
-                          backend_torch.mu_update_h(X64, W64, H64, **options)) <= 1e-5
+                          TORCH_BACKEND.mu_update_h(X64, W64, H64, **options)) <= 1e-5
     assert relative_error(backend.mu_update_w(X, W, H, **options),
                           TORCH_BACKEND.mu_update_w(X64, W64, H64, **options)) <= 1e-5
     got = backend.objective(X, W, H, beta=beta, eps_r=eps_r)
-    expected = backend_torch.objective(X64, W64, H64, beta=beta, eps_r=eps_r)
+    expected = TORCH_BACKEND.objective(X64, W64, H64, beta=beta, eps_r=eps_r)
     assert got.dtype == torch.float64 and got.dim() == 0
     assert abs(float(got) - float(expected)) <= 1e-5 * abs(float(expected))
 

@@ -2,9 +2,9 @@
 
 :class:`SparseMatrix` holds the CSR of X and the CSR of Xᵀ, both built once per fit (O(nnz) memory, no
 m×n array). ``.T`` swaps them, so a W update — the H update of the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ``
-(:class:`fastnmf.ops.Backend`) — works on sparse X exactly as on dense X. Every product below is written for
+(:class:`fastnmf.layouts.Layout`) — works on sparse X exactly as on dense X. Every product below is written for
 the H update of ``X ≈ WH`` (W m×k, H k×n) and reads the column-major copy (the CSR of Xᵀ): a column of X
-is one contiguous row there, so ``WᵀY`` is one sparse–dense product without atomics (PERFORMANCE.md §6.7).
+is one contiguous row there, so ``WᵀY`` is one sparse–dense product without atomics.
 
 The primitives, all device-agnostic PyTorch:
 
@@ -14,7 +14,9 @@ The primitives, all device-agnostic PyTorch:
 - :meth:`SparseMatrix.column_block`: a dense m×b block of columns, for the passes that must visit every
   entry (general β, dense weights) one bounded block at a time.
 
-Besides, a few tensor-like methods (``shape``, ``dtype``, ``device``, ``max``, ``mean``, ``to``, ``/``) let
+As a layout (costs per β: docs/maths.md, section "Sparse and weighted X") it is one block whose stored
+entries are the non-zeros, with :attr:`~fastnmf.layouts.Layout.implicit_zeros` set: the zeros of X count
+in the terms that do not vanish at x = 0. Besides, a few tensor-like methods (``shape``, ``dtype``, ``device``, ``max``, ``mean``, ``to``, ``/``) let
 the fit path (scaling, safeguard floor, initialization) treat a sparse X like a dense one.
 """
 
@@ -25,17 +27,11 @@ import warnings
 import scipy.sparse as sp
 import torch
 
-__all__ = ["SparseMatrix", "column_blocks", "BLOCK_ENTRIES"]
+from .base import Block, BlockPart, Layout
 
-# A dense pass forms m×b blocks of WH with m·b ≤ BLOCK_ENTRIES (16 MiB in float32, 32 MiB in float64):
-# bounded memory, and blocks large enough that the GEMMs run at full speed.
-BLOCK_ENTRIES = 1 << 22
+__all__ = ["SparseMatrix", "SparseBlock"]
 
-
-def column_blocks(m: int, n: int):
-    """``slice``s of ≤ ``BLOCK_ENTRIES // m`` columns (at least one) covering ``range(n)``."""
-    width = max(1, BLOCK_ENTRIES // max(m, 1))
-    return [slice(start, min(start + width, n)) for start in range(0, n, width)]
+_ALL = slice(None)
 
 
 def _csr(major: torch.Tensor, minor: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
@@ -54,7 +50,30 @@ def _csr_tensor(crow, col, values, shape) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
-class SparseMatrix:
+class SparseBlock(Block):
+    """The stored entries of a sparse X (or of a weight pattern), with optional weights in the same order."""
+
+    __slots__ = ("matrix", "_weight")
+
+    def __init__(self, matrix: "SparseMatrix", weight: torch.Tensor | None = None):
+        self.matrix, self._weight = matrix, weight
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.matrix.values
+
+    @property
+    def weight(self) -> torch.Tensor | None:
+        return self._weight
+
+    def reconstruction(self, W, H):
+        return self.matrix.sampled_product(W, H)
+
+    def wt_dot(self, W, values):
+        return self.matrix.left_product(W, values)
+
+
+class SparseMatrix(Layout):
     """A non-negative m×n matrix held as the CSR of X (``by_row``) and the CSR of Xᵀ (``by_column``).
 
     Build it with :meth:`from_coo`. Entries are unique (duplicates summed); explicit zeros are kept (a
@@ -65,6 +84,8 @@ class SparseMatrix:
     """
 
     __slots__ = ("by_row", "by_column", "_rows", "_columns")
+    implicit_zeros = True
+    description = "sparse X"
 
     def __init__(self, by_row: torch.Tensor, by_column: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
         self.by_row, self.by_column = by_row, by_column
@@ -184,6 +205,19 @@ class SparseMatrix:
             return self
         return SparseMatrix(self.by_row.to(device=device, dtype=dtype), self.by_column.to(device=device, dtype=dtype),
                             self._rows.to(device), self._columns.to(device))
+
+    def astype(self, dtype: torch.dtype) -> "SparseMatrix":
+        return self.to(dtype)
+
+    def init_data(self) -> "SparseMatrix":
+        return self
+
+    def blocks(self, bounded: bool = False):
+        # One block: the products are O(nnz) and hold no m×n temporary, bounded or not.
+        yield BlockPart(_ALL, _ALL, SparseBlock(self))
+
+    def wt_x(self, W: torch.Tensor) -> torch.Tensor:
+        return self.left_product(W)
 
     def __truediv__(self, scale: float) -> "SparseMatrix":
         return SparseMatrix(_with_values(self.by_row, self.by_row.values() / scale),

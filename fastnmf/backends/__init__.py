@@ -1,0 +1,119 @@
+"""Backends: the contract (:mod:`.contract`), the registry (:mod:`.registry`), the implementations
+(:mod:`.torch_backend`, :mod:`.triton_backend`), and :func:`resolve_backend` — the one dispatch function.
+
+Registered here, once:
+
+==========  ======================  ============  =====================================================
+name        layout                  solvers       what runs
+==========  ======================  ============  =====================================================
+torch       any :class:`Layout`     mu, hals      ``fastnmf.updates`` / ``fastnmf.objective``, any device
+torch       ``WeightedMatrix``      mu            the same (HALS has no weighted form)
+triton      ``DenseMatrix``         mu, hals      the fused dense kernels (CUDA, or the interpreter)
+triton      ``SparseMatrix``        mu, hals      the fused sparse KL kernel; torch rules for the rest
+==========  ======================  ============  =====================================================
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..layouts import DenseMatrix, Layout, SparseMatrix, WeightedMatrix
+from . import registry, torch_backend
+from .contract import BACKEND_NAMES, PRECISIONS, Backend, interpreting, triton_available
+
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "resolve_backend", "supported_solvers", "check_solver",
+           "resolve_solver", "interpreting", "triton_available"]
+
+
+def _triton(factory: str):
+    @functools.lru_cache(maxsize=None)
+    def make(precision: str) -> Backend:
+        from . import triton_backend  # imported on first use: it compiles (or interprets) kernels on import
+
+        return getattr(triton_backend, factory)(precision)
+
+    return make
+
+
+registry.register("torch", Layout, torch_backend.make_backend)
+# Weighted HALS would need Σ_i M_ij W_ik² per entry of H and a residual updated after every rank-one step —
+# no Gram matrices, a pass over the weights per component: not implemented.
+registry.register("torch", WeightedMatrix, torch_backend.make_backend, solvers=("mu",))
+registry.register("triton", DenseMatrix, _triton("make_dense_backend"))
+registry.register("triton", SparseMatrix, _triton("make_sparse_backend"))
+
+
+def supported_solvers(name: str, layout: type) -> frozenset:
+    """The solvers implementation ``name`` runs on ``layout`` (empty when it has no entry for it)."""
+    entry = registry.find(name, layout)
+    return entry.solvers if entry is not None else frozenset()
+
+
+def check_solver(solver: str, layout: type, implementation: str = "torch") -> None:
+    """Raise if ``implementation`` does not run ``solver`` on ``layout`` (also before any work on X)."""
+    if solver != "auto" and solver not in supported_solvers(implementation, layout):
+        description = layout.description
+        raise ValueError(
+            f"solver={solver!r} does not support {description}; use solver='mu' (or 'auto', which picks "
+            f"'mu' for {description})."
+        )
+
+
+def resolve_solver(solver: str, beta: float, X: Layout, name: str = "auto") -> str:
+    """``solver``, with ``"auto"`` resolved: HALS for the Frobenius loss where backend ``name`` runs it on
+    X's layout, else MU."""
+    if solver != "auto":
+        return solver
+    hals = "hals" in supported_solvers(_implementation(name, X), type(X))
+    return "hals" if float(beta) == 2.0 and hals else "mu"
+
+
+def _implementation(name: str, X: Layout) -> str:
+    if name != "auto":
+        return name
+    if (X.device.type == "cuda" and X.dtype != torch.float64 and triton_available()
+            and registry.find("triton", type(X)) is not None):
+        return "triton"
+    return "torch"
+
+
+def resolve_backend(name: str, X: Layout, precision: str = "ieee", *, solver: str | None = None) -> Backend:
+    """The backend that runs ``solver`` on layout X.
+
+    ``"auto"``: Triton for CUDA data in float32/float16/bfloat16 when Triton imports and has kernels for
+    X's layout, else torch (float64 data keeps float64 factors, which only the torch backend computes).
+    ``"triton"`` on a CPU tensor needs the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf
+    is imported); on a layout without kernels (entry weights) it is an error rather than a silent change
+    of backend. ``precision`` is the precision of the Triton kernels' matrix products (``"ieee"`` fp32,
+    ``"tf32"``, ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
+    """
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"Invalid backend {name!r}: expected one of {list(BACKEND_NAMES)}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISIONS)}.")
+    implementation = _implementation(name, X)
+    entry = registry.find(implementation, type(X))
+    if implementation == "triton":
+        if entry is None:
+            raise ValueError(
+                f"backend='triton' has no kernels for {X.description} yet; use backend='auto' or 'torch' (the "
+                "torch backend runs it on CPU and CUDA)."
+            )
+        if X.dtype == torch.float64:
+            raise TypeError(
+                "backend='triton' computes with float32 factors, but X is float64. Pass float32 data "
+                "(X.astype(np.float32) or X.float()), or use backend='torch' to keep float64."
+            )
+        if not triton_available():
+            raise RuntimeError("backend='triton' needs the 'triton' package (Linux only): pip install triton.")
+        if X.device.type != "cuda" and not interpreting():
+            raise RuntimeError(
+                f"backend='triton' runs on CUDA tensors, but the data is on {X.device}. Move it to a GPU "
+                "(X.cuda()), or use backend='torch'; to run the kernels on the CPU for testing, set "
+                "TRITON_INTERPRET=1 in the environment before importing fastnmf."
+            )
+    if solver is not None:
+        check_solver(solver, type(X), implementation)
+    return entry.make(precision)

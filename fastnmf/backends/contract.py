@@ -1,0 +1,59 @@
+"""The backend contract: what a solver gets from a backend, and the names every backend shares.
+
+A :class:`Backend` hands out *update rules* (``fastnmf.updates``: ``statistics`` / ``apply`` / ``update``)
+and the objective; the layout of X decides how the pass over the data runs (``fastnmf.layouts``). No
+member syncs with the host except where its docstring says so. Implementations live beside this module
+(``torch_backend``, ``triton_backend``); which one runs is decided by ``fastnmf.backends.resolve_backend``
+from the registry (``fastnmf.backends.registry``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "interpreting", "triton_available"]
+
+#: what users pass as ``backend=``.
+BACKEND_NAMES = ("auto", "torch", "triton")
+#: precision of the Triton kernels' matrix products (``tl.dot(input_precision=...)``).
+PRECISIONS = ("ieee", "tf32", "tf32x3")
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``; the kernels read the
+    variable when they are decorated, i.e. when ``fastnmf.kernels`` is imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_available() -> bool:
+    """True when Triton imports (it is a Linux-only dependency)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a solver needs from an implementation, for one layout of X.
+
+    ``mu_rule(beta, l1, l2, eps_r=)`` and ``hals_rule(l1, l2, max_sweeps=, delta=)`` build the update rules
+    of one factor (``fastnmf.updates.MURule`` / ``HALSRule`` or a fused subclass); ``objective(X, W, H,
+    beta=, eps_r=)`` returns ``D_β(X | WH)`` as a 0-d float64 tensor.
+    """
+
+    name: str
+    mu_rule: Callable
+    hals_rule: Callable
+    objective: Callable[..., torch.Tensor]
+    # Dtypes of X the backend reads directly; any other float X is converted to the factors' dtype once.
+    native_x_dtypes: tuple = (torch.float32, torch.float64)
+    # Fixed cost of one HALS row update, in flop-equivalents per device type (0 when the sweep is one
+    # fused kernel): an implementation's cost model, read by the accelerated-HALS sweep count
+    # (fastnmf.solvers.inner_sweep_limit).
+    hals_row_overhead: dict = field(default_factory=dict)

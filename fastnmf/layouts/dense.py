@@ -1,0 +1,103 @@
+"""Dense X: a strided tensor, any memory layout (the W update reads Xᵀ as a transposed view)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Block, BlockPart, Layout, row_blocks
+
+__all__ = ["DenseMatrix", "DenseBlock", "reconstruction_like", "transposed_product"]
+
+_ALL = slice(None)
+
+
+def reconstruction_like(X: torch.Tensor, W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """``WH`` in X's memory layout. The W update sees X as a transposed (column-major) view; an R built
+    row-major beside it made ``X / R`` 15× slower (120 vs 8 ms at 4000×2000 on 2 cores)."""
+    if X.stride(0) < X.stride(1):
+        return (H.T @ W.T).T
+    return W @ H
+
+
+def transposed_product(W: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """``WᵀQ``, as ``(QᵀW)ᵀ`` when Q is column-major so the GEMM reads Q row by row (32 vs 50 ms for the
+    KL numerator of the W update at 4000×2000, k=32; 10 vs 18 ms for the Frobenius one, MKL on 2 cores)."""
+    if Q.stride(0) < Q.stride(1):
+        return (Q.T @ W).T
+    return W.T @ Q
+
+
+class DenseBlock(Block):
+    """A dense rectangle of X (every entry stored), with optional dense weights of its shape."""
+
+    __slots__ = ("_x", "_weight")
+
+    def __init__(self, x: torch.Tensor, weight: torch.Tensor | None = None):
+        self._x, self._weight = x, weight
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self._x
+
+    @property
+    def weight(self) -> torch.Tensor | None:
+        return self._weight
+
+    def reconstruction(self, W, H):
+        return reconstruction_like(self._x, W, H)
+
+    def wt_dot(self, W, values):
+        return transposed_product(W, values)
+
+
+class DenseMatrix(Layout):
+    """X as a dense tensor (float16/bfloat16/float32/float64; any strides)."""
+
+    __slots__ = ("tensor",)
+    description = "dense X"
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    @property
+    def shape(self):
+        return tuple(self.tensor.shape)
+
+    @property
+    def dtype(self):
+        return self.tensor.dtype
+
+    @property
+    def device(self):
+        return self.tensor.device
+
+    @property
+    def T(self) -> "DenseMatrix":
+        return DenseMatrix(self.tensor.T)
+
+    def max(self):
+        return self.tensor.max()
+
+    def mean(self, dtype=None):
+        return self.tensor.mean(dtype=dtype)
+
+    def __truediv__(self, scale: float) -> "DenseMatrix":
+        return DenseMatrix(self.tensor / scale)
+
+    def astype(self, dtype):
+        return self if dtype == self.dtype else DenseMatrix(self.tensor.to(dtype))
+
+    def init_data(self):
+        return self.tensor
+
+    def blocks(self, bounded=False):
+        X = self.tensor
+        if not bounded:
+            yield BlockPart(_ALL, _ALL, DenseBlock(X))
+            return
+        m, n = X.shape
+        for rows in row_blocks(m, n):
+            yield BlockPart(rows, _ALL, DenseBlock(X[rows]))
+
+    def wt_x(self, W):
+        return transposed_product(W, self.tensor)
