@@ -1,7 +1,8 @@
 """The executable specification: multiplicative updates from autograd, for any non-negative model.
 
-This answers the question fastnmf started from (``shared/seed-question.md``): Lee & Seung's rule needs
-the positive and negative parts of the loss gradient separately, and autograd can give them.
+This answers the question fastnmf started from (docs/maths.md, section "The gradient split, and why it
+gives the multiplicative update"): Lee & Seung's rule needs the positive and negative parts of the loss
+gradient separately, and autograd can give them.
 
 For the β-divergence ``D_β(X | R)`` with ``R = reconstruct(*factors)``,
 

@@ -42,7 +42,7 @@ __all__ = [
 
 
 def _finfo(dtype: torch.dtype) -> torch.finfo:
-    # Factors are never stored in half precision (DESIGN.md §3): half X is paired with fp32 factors.
+    # Factors are never stored in half precision (docs/kernels.md): half X is paired with fp32 factors.
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
     return torch.finfo(dtype)

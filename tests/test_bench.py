@@ -1,6 +1,6 @@
 """The benchmark harness (bench/): end to end on the tiny preset, its JSON schema and its table.
 
-No test here asserts a time: benchmarks are not tests (DESIGN.md §5). Only the structure of the output
+No test here asserts a time: benchmarks are not tests (docs/benchmarks.md). Only the structure of the output
 and the harness's own arithmetic (shared loss, interpolation, flags) are checked.
 """
 

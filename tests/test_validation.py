@@ -102,6 +102,20 @@ def test_bad_custom_factors(W, H, match):
         non_negative_factorization(X_GOOD, W, H, n_components=2, init="custom")
 
 
+@pytest.mark.parametrize("name", ["W", "H"])
+def test_an_all_zero_custom_factor_is_refused_naming_it(name):
+    # MU can never move a factor away from 0 (scikit-learn parity: it refuses such a start too).
+    factors = {"W": np.ones((6, 2)), "H": np.ones((2, 5))}
+    factors[name] = np.zeros_like(factors[name])
+    with pytest.raises(ValueError, match=f"The custom {name} passed to NMF is all zeros"):
+        non_negative_factorization(X_GOOD, factors["W"], factors["H"], n_components=2, init="custom")
+
+
+def test_unknown_option_of_the_functional_api_names_it():
+    with pytest.raises(TypeError, match=r"unexpected options \['tolerance'\]"):
+        non_negative_factorization(X_GOOD, n_components=2, tolerance=1e-3)
+
+
 def test_factors_on_another_device_are_rejected():
     X = torch.rand(6, 5)
     W, H = torch.rand(6, 2), torch.rand(2, 5, device="meta")
