@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 __all__ = ["FitInterrupted", "non_finite_error", "out_of_memory_error", "step_memory_bytes"]
 
 

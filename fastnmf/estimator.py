@@ -10,11 +10,10 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import functional
 from .backends import BACKEND_NAMES, PRECISIONS
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from .errors import FitInterrupted
-from .functional import fit_factorization
+from .fit import fit_factorization
 from .init import INIT_NAMES
 from .params import (Anything, BetaLoss, Boolean, Device, Either, Integer, MissingValues, NComponents, Options,
                      Path, RealRange, validate_parameters)
@@ -336,7 +335,3 @@ class _CheckpointWriter:
         )
         write_checkpoint(self.model.checkpoint, state)
         self.last_write = time.monotonic()
-
-
-# non_negative_factorization takes NMF's parameters as **options; give it their full signature for help().
-functional.non_negative_factorization.__signature__ = functional._signature()

@@ -1,182 +1,29 @@
-"""The functional API, and the one fit path it shares with the estimator.
+"""The functional API: :func:`non_negative_factorization` and :func:`factorization_loss`.
 
 The options of a fit are the parameters of :class:`fastnmf.NMF`, written once there with their
-declarative constraints; :func:`non_negative_factorization` builds an ``NMF`` from them. The fit path only
-validates, makes a layout of X, initializes, picks a backend and calls a solver (docs/architecture.md).
+declarative constraints; :func:`non_negative_factorization` builds an ``NMF`` from them and runs the one
+fit path of ``fastnmf.fit``.
 """
 
 from __future__ import annotations
 
 import inspect
-import warnings
-from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
-from .backends import check_solver, resolve_backend, resolve_solver
-from .errors import FitInterrupted
-from .init import default_init, initialize
-from .layouts import WeightedMatrix, as_layout
+from .backends import resolve_backend
+from .estimator import NMF
+from .fit import fit_factorization
+from .layouts import as_layout
 from .losses import parse_beta_loss
-from .penalties import Penalties
-from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
-from .scaling import choose_scaling
-from .solvers import Problem, SolverResult, solve, supports
-from .validation import InputKind, as_tensor, check_factor
+from .validation import as_tensor, check_factor
 from .weights import check_missing_values, weighted_data
 
-__all__ = ["non_negative_factorization", "factorization_loss", "fit_factorization", "FitOutput"]
-
-
-@dataclass
-class FitOutput:
-    """A finished fit: the solver's result (in X's units, exact zeros at the floor) and how to hand it back."""
-
-    result: SolverResult
-    kind: InputKind
-    n_components: int
-    beta: float
-
-
-def _resolve_n_components(n_components, W, H, init, update_H, n_features) -> int:
-    if n_components is None:
-        return n_features
-    if isinstance(n_components, str):  # "auto" (the constraint has rejected any other string)
-        uses_custom = (init == "custom" or (init is None and W is not None and H is not None)) or not update_H
-        # np.shape: the factors are not validated yet (lists, arrays and tensors all have a shape here).
-        if uses_custom and H is not None and len(np.shape(H)) == 2:
-            return int(np.shape(H)[0])
-        if uses_custom and W is not None and len(np.shape(W)) == 2:
-            return int(np.shape(W)[1])
-        return n_features
-    return int(n_components)
-
-
-def fit_factorization(
-    X, W, H, options, *, update_H=True, weights=None, callback=None, start_iteration=0, history=None,
-    on_check=None,
-) -> FitOutput:
-    """Validate everything, then initialize and solve. ``options`` is a :class:`fastnmf.NMF` (its
-    parameters are the fit's options; it is not modified).
-
-    ``start_iteration``, ``history``: where a resumed fit (custom W, H from a checkpoint) stopped.
-    ``on_check(result, X)``: called after each evaluation of the objective, with the iterate in X's units.
-    """
-    # Options first: a bad option must not cost a pass over X.
-    p = options._validated_params()
-    beta = parse_beta_loss(p["beta_loss"])
-    solver = p["solver"]
-    if solver != "auto" and not supports(solver, beta):
-        raise ValueError(
-            f"solver='hals' minimizes the Frobenius loss only (beta_loss=2), got beta_loss={p['beta_loss']!r}; "
-            "use solver='mu' (or 'auto') for other losses."
-        )
-    if weights is not None:
-        check_solver(solver, WeightedMatrix)
-    if not isinstance(update_H, bool):
-        raise ValueError(f"Invalid update_H={update_H!r}: expected True or False.")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable as callback(n_iter, W, H), got {type(callback).__name__}: {callback!r}.")
-
-    missing_values = p["missing_values"]
-    weighted = weights is not None or missing_values is not None
-    X, kind = as_tensor(X, "X", device=p["device"], check_values=not weighted)
-    if weighted:
-        X = weighted_data(X, weights, missing_values)  # checks X where its weight is positive
-    validated_x = X  # as the user gave it (checkpoints record its shape and dtype)
-    X = as_layout(X)
-    n_samples, n_features = X.shape
-    init = p["init"]
-    k = _resolve_n_components(p["n_components"], W, H, init, update_H, n_features)
-    alpha_H = p["alpha_W"] if p["alpha_H"] == "same" else p["alpha_H"]
-    penalties = Penalties.from_alphas(p["alpha_W"], alpha_H, p["l1_ratio"], n_samples, n_features)
-    factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
-    chosen = resolve_backend(p["backend"], X, p["precision"], solver=solver)
-    solver = resolve_solver(solver, beta, X, p["backend"])
-
-    scaling = choose_scaling(float(X.max()), beta)
-    X = scaling.data(X)
-    # The initialization sees X alone (0 wherever the weight is 0).
-    W, H = _starting_point(X.init_data(), W, H, k, init, update_H, p["random_state"], factor_dtype, scaling)
-    if X.dtype not in chosen.native_x_dtypes:
-        X = X.astype(factor_dtype)
-    eps_r = reconstruction_floor(float(X.max()), factor_dtype)
-    problem = Problem(X=X, beta=beta, backend=chosen, eps_r=eps_r, penalties=scaling.penalties(penalties))
-    solver_options = dict(inner_iter=p["inner_iter"], extrapolate=p["extrapolate"]) if solver == "hals" else {}
-    if history is not None:
-        history = [scaling.objective_in(value) for value in history]
-
-    def to_user(result: SolverResult) -> SolverResult:
-        # Entries the solver holds at the safeguard floor go back as exact zeros (in the solver's units,
-        # where the floor is φ); every start re-applies the floor, so resuming from them changes nothing.
-        return scaling.result_out(replace(result, W=exact_zeros(result.W), H=exact_zeros(result.H)))
-
-    report = None if on_check is None else (lambda current: on_check(to_user(current), validated_x))
-    if callback is not None:
-        user_callback = callback
-
-        def callback(n_iter, W, H):  # the user sees what the fit would return here: X's units, exact zeros
-            return user_callback(n_iter, scaling.factor_out(exact_zeros(W)), scaling.factor_out(exact_zeros(H)))
-    try:
-        result = solve(
-            problem, W, H, solver=solver, update_h=update_H, max_iter=p["max_iter"], tol=p["tol"],
-            check_every=p["check_every"], verbose=p["verbose"], solver_options=solver_options,
-            start_iteration=start_iteration, history=history, on_check=report, callback=callback,
-        )
-    except FitInterrupted as interrupt:
-        interrupt.output = FitOutput(result=to_user(interrupt.result), kind=kind, n_components=k, beta=beta)
-        raise
-    if result.stop_reason == "max_iter" and p["tol"] > 0:
-        warnings.warn(
-            f"Maximum number of iterations {p['max_iter']} reached before the relative decrease of the "
-            f"objective fell below tol={p['tol']}. Increase max_iter to improve convergence.",
-            ConvergenceWarning, stacklevel=3,
-        )
-    return FitOutput(result=to_user(result), kind=kind, n_components=k, beta=beta)
-
-
-def _starting_point(X, W, H, k, init, update_H, random_state, dtype, scaling):
-    """Initial (W, H) for the (already rescaled) X; user-given factors are validated and rescaled."""
-    m, n = X.shape
-    if not update_H:
-        # H is fixed (transform): W starts from the custom W or from scikit-learn's constant start.
-        if H is None:
-            raise ValueError("update_H=False needs the fixed H (n_components × n_features).")
-        H = scaling.factor_in(check_factor(H, "H", (k, n), X, dtype))
-        if init == "custom" and W is not None:
-            W = scaling.factor_in(check_factor(W, "W", (m, k), X, dtype))
-        else:
-            avg = (float(X.mean(dtype=torch.float64)) / k) ** 0.5
-            W = torch.full((m, k), avg, dtype=dtype, device=X.device)
-    elif init == "custom" or (init is None and W is not None and H is not None):
-        if W is None or H is None:
-            raise ValueError("init='custom' needs both W (n_samples × n_components) and H (n_components × n_features).")
-        W = scaling.factor_in(_nonzero(check_factor(W, "W", (m, k), X, dtype), "W"))
-        H = scaling.factor_in(_nonzero(check_factor(H, "H", (k, n), X, dtype), "H"))
-    else:
-        if W is not None or H is not None:
-            warnings.warn(
-                f"W or H was given with init={init!r}; it is ignored. Set init='custom' to start from it.",
-                RuntimeWarning, stacklevel=4,
-            )
-        W, H = initialize(X, k, init or default_init(k, m, n), random_state, dtype)
-    return apply_factor_floor_(W), apply_factor_floor_(H)
-
-
-def _nonzero(F: torch.Tensor, name: str) -> torch.Tensor:
-    if not bool(F.any()):
-        raise ValueError(
-            f"The custom {name} passed to NMF is all zeros: multiplicative updates can never move a factor "
-            f"from 0, and the fit would be all zeros. Pass a {name} with a positive entry, or another init."
-        )
-    return F
+__all__ = ["non_negative_factorization", "factorization_loss"]
 
 
 def _option_names() -> list[str]:
-    from .estimator import NMF
-
     # Checkpoints belong to the estimator (NMF.resume continues an estimator's fit).
     skipped = ("self", "n_components", "checkpoint", "checkpoint_every")
     return [name for name in inspect.signature(NMF.__init__).parameters if name not in skipped]
@@ -220,8 +67,6 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, update
     W : (n_samples, n_components), H : (n_components, n_features), n_iter : int
         Entries the solver held at its safeguard floor are exact zeros.
     """
-    from .estimator import NMF
-
     unknown = sorted(set(options) - set(_option_names()))
     if unknown:
         raise TypeError(f"non_negative_factorization() got unexpected options {unknown}; the options are the "
@@ -234,8 +79,6 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, update
 
 def _signature() -> inspect.Signature:
     """The full signature (every NMF option by name), for help() and editors."""
-    from .estimator import NMF
-
     own = list(inspect.signature(non_negative_factorization).parameters.values())[:-1]  # without **options
     nmf = inspect.signature(NMF.__init__).parameters
     options = [nmf[name].replace(kind=inspect.Parameter.KEYWORD_ONLY) for name in _option_names()]
@@ -272,3 +115,7 @@ def factorization_loss(X, W, H, beta_loss="frobenius", *, weights=None, missing_
     H = check_factor(H, "H", (k, n), X, torch.float64)
     backend = resolve_backend("torch", X)
     return float(backend.objective(X, W, H, beta=beta, eps_r=0.0))
+
+
+# **options hides the option names from help() and editors: give the function its full signature.
+non_negative_factorization.__signature__ = _signature()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,9 +28,6 @@ __all__ = [
     "check_finite_non_negative",
     "check_sparse_values",
     "check_factor",
-    "check_int",
-    "check_real",
-    "check_choice",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -224,25 +220,3 @@ def check_factor(F, name: str, shape: tuple[int, int], X: torch.Tensor, dtype: t
     check_finite_non_negative(F, name)
     # Always a private copy in the factors' dtype: the solver updates it in place.
     return F.to(dtype=dtype, copy=True)
-
-
-def check_int(value, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"Invalid {name}={value!r}: expected an integer >= {minimum}.")
-    return int(value)
-
-
-def check_real(value, name: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value) and value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"Invalid {name}={value!r}: expected a finite real number {bound}.")
-    return float(value)
-
-
-def check_choice(value, name: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Invalid {name}={value!r}: expected one of {list(choices)}.")
-    return value

@@ -2,7 +2,8 @@
 
 Under the Triton interpreter (``TRITON_INTERPRET=1``) every function returns exactly one config with
 large tiles and queries no device: programs run one after another in Python, so fewer, larger programs
-are faster, and ``triton.autotune``/device queries would need a GPU driver (DESIGN.md §3).
+are faster, and ``triton.autotune``/device queries would need a GPU driver (docs/kernels.md, section
+"The Triton interpreter").
 
 On a GPU the tiles come from tables indexed by the padded rank and the dot precision, chosen from
 offline sm_90 compiles (``fastnmf.kernels.compile_check``: largest tile without register spills), plus a
@@ -14,11 +15,12 @@ over a few neighbours is the obvious next step).
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, replace
 
 import torch
 import triton
+
+from ..backends.contract import interpreting
 
 __all__ = [
     "MUConfig",
@@ -26,7 +28,6 @@ __all__ = [
     "HALSConfig",
     "SparseMUConfig",
     "interpreting",
-    "poison_outputs",
     "padded_rank",
     "frobenius_tiles",
     "beta_tiles",
@@ -58,16 +59,6 @@ MAX_HALS_RANK = 512
 # Under the interpreter: 128×128 tiles make the test shapes (m, n ≤ 300) run in a handful of programs
 # while still exercising the row loop, its masked remainder and several column tiles.
 _INTERPRETER_BLOCK = 128
-
-
-def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (read at call time; kernels read it at import)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def poison_outputs() -> bool:
-    """True when launchers fill their outputs with NaN first, so that an unwritten tile fails a test."""
-    return os.environ.get("FASTNMF_POISON_OUTPUTS", "0") not in ("", "0")
 
 
 def padded_rank(k: int) -> int:
@@ -228,13 +219,15 @@ def objective_tiles(k_pad: int, precision: str) -> ObjectiveConfig:
 
 # (block_n, num_warps) of the HALS sweep by padded rank: the spill-free sm_90 compile with the fewest
 # registers among tiles of ≥ 2048 entries (H block, fp32) — registers do not follow the tile size, they
-# follow the layout Triton picks (64×64 with 4 warps: 255 and 32 bytes of spills; with 2 warps: 154).
+# follow the layout Triton picks (64×64 with 4 warps: 255 and 32 bytes of spills; with 2 warps: 139).
+# Registers as recompiled with the per-column early stop (the per-block rule took 79, 142, 154, 158, 121
+# and 191); the tiles were chosen with the per-block rule and all still compile without spills.
 _HALS_TILES = {
-    16: (128, 4),  # 79 registers (16×256: 150)
-    32: (128, 4),  # 142 (32×256: 225)
-    64: (64, 2),  # 154 (64×64 at 4 warps spills 32 bytes, 64×128 spills at any warp count)
-    128: (32, 4),  # 158 (128×64: 255 registers at 4 warps, spills at 2 and 8)
-    256: (16, 8),  # 121 (256×32 at 8 warps: 190)
+    16: (128, 4),  # 91 registers (16×256: 143)
+    32: (128, 4),  # 168 (32×256: 222)
+    64: (64, 2),  # 139 (64×64 at 4 warps spills 32 bytes, 64×128 spills at any warp count)
+    128: (32, 4),  # 155 (128×64: 254 registers at 4 warps, spills at 2 and 8)
+    256: (16, 8),  # 123 (256×32 at 8 warps: 190)
     512: (16, 8),  # 191 (512×32 at 8 warps: 255, 4 warps spill)
 }
 

@@ -17,8 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
+from . import launch
 from .configs import MUConfig, interpreting, matmul_tn_config
-from .launch import X_DTYPES, check_precision, new_workspace, split_rows
+from .launch import X_DTYPES, check_precision, split_rows
 from .tile_ops import tile_pointers, wt_x_rows
 
 __all__ = ["matmul_tn", "matmul_tn_cost"]
@@ -104,12 +105,12 @@ def matmul_tn(
     op = "matmul_tn"
     m, n, k = _check_operands(op, W, X)
     check_precision(precision)
-    out = new_workspace(k, n, device=X.device)  # contiguous, NaN-poisoned in tests like every output
+    out = launch.new_workspace(k, n, device=X.device)  # contiguous, whatever X's layout
     if n == 0:
         return out
     cfg = config or matmul_tn_config(m, n, k, X.device, precision)
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
-    target = new_workspace(splits, k, n, device=X.device) if splits > 1 else out.unsqueeze(0)
+    target = launch.new_workspace(splits, k, n, device=X.device) if splits > 1 else out.unsqueeze(0)
     grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k), splits)
     _matmul_tn_kernel[grid](
         W, X, target,

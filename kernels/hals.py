@@ -1,14 +1,15 @@
 """Fused HALS sweeps (β = 2): all k row updates of H and the inner repeats in one kernel, H written once.
 
 Given ``A = WᵀX`` (k×n) and ``B = WᵀW`` (k×k), column c of the new H depends only on column c of A and on
-B (PERFORMANCE.md §6.3). One program owns a block of ``BLOCK_N`` columns of H, holds it in registers
-(the whole padded rank), and runs the Gauss–Seidel sweep over the rows j = 0..k−1
+B (docs/kernels.md, section "hals — fused HALS sweeps (β = 2)"). One program owns a block of ``BLOCK_N``
+columns of H, holds it in registers (the whole padded rank), and runs the Gauss–Seidel sweep over the
+rows j = 0..k−1
 
     H_j ← max(H_j + step_j · (A'_j − (B'H)_j), φ)        B' = B + l2·I, A' = A − l1,
 
 where row j sees the rows < j already updated, ``step_j = 1/(B_jj + l2)`` or 0 (row left unchanged) from
 ``fastnmf.safeguard.hals_step_sizes`` (computed by the launcher: one host synchronisation, as on the
-torch backend) and φ the factor floor — exactly ``backend_torch.hals_sweeps_``. The launcher forms the
+torch backend) and φ the factor floor (docs/maths.md, section "HALS (β = 2)"). The launcher forms the
 k×k ``B'``; ``A − l1`` is taken in registers. Rows of B' and of A are read from global memory at each
 row step (k and BLOCK_N values: B', k·k·4 bytes in all, and this block's rows of A stay in L1/L2 across
 the sweeps). Row j needs ``H_j`` and ``(B'H)_j``: two reductions over the rank of the on-chip block (no
@@ -16,14 +17,17 @@ tl.dot: the sweep is sequential in j). A row whose step is 0 is skipped (a unifo
 ``max_sweeps`` sweeps run without leaving the chip (Gillis & Glineur 2012); H is read once and written
 once. GPU tiles (``configs.hals_tiles``) come from offline sm_90 compiles only; nothing here is timed.
 
-**Early stop, per column block.** The torch backend stops when a whole sweep changes *all* of H by at most
-``δ`` times the first sweep's change (Frobenius norms). Here each program applies that rule to its own
-block of columns (``‖ΔH_block‖² ≤ δ² ‖ΔH_block,first‖²``): no grid-wide reduction, no host
-synchronisation, and a block that has converged stops while others go on. The iterate therefore differs
-from the torch backend's when ``delta > 0`` and some blocks stop at a different sweep than the global rule
-would; with ``delta = 0`` (a fixed number of sweeps: a sweep that changes nothing is a fixed point, after
-which more sweeps change nothing either) or with a single column block, both give the same H up to
-rounding. The sweeps each block ran are returned.
+**Early stop, per column**: the same per-column rule as the torch sweep (fastnmf.updates.hals_sweeps_).
+Each column c of H is its own least-squares problem. After sweep s its change is
+``change_c(s) = Σ_j (H_after[j, c] − H_before[j, c])²`` (fp32 differences, summed in float64); for
+s ≥ 2, once ``change_c(s) ≤ δ² · change_c(1)`` the column stops, keeping sweep s's values, and later
+sweeps leave it as it is (its row updates are masked: freezing it is exact, since no other column reads
+it). A program ends when all its columns have stopped or after ``max_sweeps`` sweeps, and returns the
+number of sweeps it ran (the most over its columns). No grid-wide reduction and no host synchronisation,
+and the result does not depend on how the columns are split into blocks (``config.block_n``, or the
+number of programs the GPU config picks) — nor, for the W update, on how the rows of X are split. With
+``delta = 0`` a column stops only once a sweep changes it not at all (a fixed point: further sweeps would
+not change it either), so exactly ``max_sweeps`` sweeps' worth of updates are applied.
 
 The W update is this kernel on the transposed problem (``A = H Xᵀ``, ``B = HHᵀ``, and ``Wᵀ`` as a view):
 strided loads and stores, no copies. Column normalization, if one is ever added, belongs after the sweep.
@@ -36,8 +40,9 @@ import triton
 import triton.language as tl
 
 from ..safeguard import factor_floor, hals_step_sizes
-from .configs import MAX_HALS_RANK, HALSConfig, hals_sweep_config, interpreting, padded_rank, poison_outputs
-from .launch import check_scalar, new_output
+from . import launch
+from .configs import MAX_HALS_RANK, HALSConfig, hals_sweep_config, interpreting, padded_rank
+from .launch import check_scalar
 from .tile_ops import tile_pointers
 
 __all__ = ["hals_sweeps", "hals_sweeps_cost"]
@@ -49,7 +54,7 @@ def _hals_sweep_kernel(
     N, K, max_sweeps,
     stride_hk, stride_hn, stride_ak, stride_an, stride_b0, stride_b1, stride_ok, stride_on,
     l1, phi, delta_sq,
-    EARLY_STOP: tl.constexpr,  # max_sweeps > 1: measure each sweep's change for the δ rule
+    EARLY_STOP: tl.constexpr,  # max_sweeps > 1: measure each column's change for the δ rule
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,  # the padded rank: the whole rank of the column block is on chip
 ):
@@ -63,7 +68,9 @@ def _hals_sweep_kernel(
     h = tl.load(tile_pointers(H, offs_k, offs_n, stride_hk, stride_hn),
                 mask=mask_k[:, None] & mask_n[None, :], other=0.0)
     no_change = tl.zeros((BLOCK_N,), dtype=tl.float64)
-    first = tl.sum(no_change, axis=0)  # ‖ΔH_block‖² of the first sweep (float64, as the torch backend)
+    first = no_change  # change_c(1) of each column (float64, as the torch sweep)
+    # The columns still being swept: padded columns never are, a column leaves once the δ rule stops it.
+    active = mask_n
     sweep = 0
     go = max_sweeps > 0
     while go:
@@ -76,22 +83,23 @@ def _hals_sweep_kernel(
             if step != 0.0:  # 0: a numerically zero term, whose row is left as it is (uniform branch)
                 is_j = (offs_k == j)[:, None]
                 b = tl.load(b_row, mask=mask_k, other=0.0)  # row j of B' = B + l2·I
-                a = tl.load(a_row, mask=mask_n, other=0.0) - l1  # row j of A' = A − l1
+                a = tl.load(a_row, mask=active, other=0.0) - l1  # row j of A' = A − l1 (stopped columns: unread)
                 h_j = tl.sum(tl.where(is_j, h, 0.0), axis=0)
                 gradient = tl.sum(b[:, None] * h, axis=0) - a  # (B'H)_j − A'_j, rows < j already updated
                 h_new = tl.maximum(h_j - step * gradient, phi)
-                h = tl.where(is_j, h_new[None, :], h)
                 if EARLY_STOP:
-                    difference = tl.where(mask_n, h_new - h_j, 0.0)
+                    h_new = tl.where(active, h_new, h_j)  # a stopped column keeps its values
+                    difference = h_new - h_j  # 0 in stopped and padded columns
                     change += (difference * difference).to(tl.float64)
+                h = tl.where(is_j, h_new[None, :], h)
             b_row += stride_b0
             a_row += stride_ak
         sweep += 1
         if EARLY_STOP:
-            total = tl.sum(change, axis=0)
-            first = tl.where(sweep == 1, total, first)
-            # Gillis & Glineur's rule, as backend_torch.hals_sweeps_: never after the first sweep.
-            go = (sweep < max_sweeps) & ((sweep == 1) | (total > delta_sq * first))
+            first = tl.where(sweep == 1, change, first)
+            # Gillis & Glineur's rule per column, as fastnmf.updates.hals_sweeps_: never after the first sweep.
+            active = tl.where(sweep == 1, active, active & (change > delta_sq * first))
+            go = (sweep < max_sweeps) & (tl.max(active.to(tl.int32), axis=0) > 0)
         else:
             go = sweep < max_sweeps
     tl.store(tile_pointers(OUT, offs_k, offs_n, stride_ok, stride_on), h, mask=mask_k[:, None] & mask_n[None, :])
@@ -128,7 +136,7 @@ def _check(op: str, H: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[
     if k > MAX_HALS_RANK:
         raise ValueError(
             f"{op}: rank {k} is above the {MAX_HALS_RANK} the fused sweep keeps on chip ({shapes}); use "
-            "fastnmf.backend_torch.hals_sweeps_ (the triton backend does so by itself)."
+            "fastnmf.updates.hals_sweeps_ (the triton backend does so by itself)."
         )
     for name, t in (("H", H), ("A", A), ("B", B)):
         if t.dtype != torch.float32:
@@ -160,10 +168,12 @@ def hals_sweeps(
 
     Returns ``(H_new, sweeps)``: a new fp32 tensor strided like H (H is not modified; pass ``Wᵀ`` views
     for the W update and transpose back), and the number of sweeps each column block ran (int32, one per
-    block of ``config.block_n`` columns). Same rule as ``backend_torch.hals_sweeps_``, except that the
-    early stop (``δ``) is applied per column block, not to the whole of H (see the module docstring):
-    ``delta = 0`` runs exactly ``max_sweeps`` sweeps unless a block stops changing altogether.
-    H, A and B are float32, any strides. ``step_j`` comes from ``fastnmf.safeguard.hals_step_sizes``.
+    block of ``config.block_n`` columns: the most over the block's columns). The early stop (``δ``) is
+    the same per-column rule as the torch sweep (fastnmf.updates.hals_sweeps_): after a sweep s ≥ 2 a
+    column whose change is at most δ² times its first sweep's change stops and keeps its values (see the
+    module docstring), so H_new does not depend on ``config.block_n``. ``delta = 0`` applies exactly
+    ``max_sweeps`` sweeps (a column stops early only at a fixed point). H, A and B are float32, any
+    strides. ``step_j`` comes from ``fastnmf.safeguard.hals_step_sizes``.
     """
     op = "hals_sweeps"
     k, n = _check(op, H, A, B)
@@ -177,16 +187,14 @@ def hals_sweeps(
     cfg = config or hals_sweep_config(n, k, H.device)
     if cfg.block_k < padded_rank(k):
         raise ValueError(f"{op}: config.block_k = {cfg.block_k} is below the padded rank {padded_rank(k)}.")
-    out = new_output(H)
+    out = launch.new_output(H)
     programs = triton.cdiv(n, cfg.block_n)
-    sweeps = torch.empty(programs, dtype=torch.int32, device=H.device)
-    if poison_outputs():
-        sweeps.fill_(-1)
+    sweeps = launch.new_workspace(programs, device=H.device, dtype=torch.int32)
     if n == 0:
         return out, sweeps
     steps = hals_step_sizes(B, l2).contiguous()  # one host synchronisation (the threshold's max)
     if l2:
-        B = B + l2 * torch.eye(k, dtype=B.dtype, device=B.device)  # B' (k×k), as backend_torch.hals_sweeps_
+        B = B + l2 * torch.eye(k, dtype=B.dtype, device=B.device)  # B' (k×k), as the torch sweep
     _hals_sweep_kernel[(programs,)](
         H, A, B, steps, out, sweeps,
         n, k, max_sweeps,

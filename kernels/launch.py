@@ -1,4 +1,10 @@
-"""Host-side checks and allocations shared by the launchers (no Triton code here)."""
+"""Host-side checks and allocations shared by the launchers (no Triton code here).
+
+Every launcher allocates its outputs and scratch buffers through :func:`new_output` and
+:func:`new_workspace`, called as ``launch.new_output(...)`` (looked up at call time, never imported by
+name): the tests replace these two functions with NaN-filling ones (``tests/conftest.py``), so that an
+entry a kernel forgets to write fails a test. The library itself allocates plainly.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ import math
 import torch
 import triton
 
-from ..sparse import SparseMatrix
-from .configs import interpreting, poison_outputs
+from ..backends.contract import PRECISIONS, interpreting
+from ..layouts.sparse import SparseMatrix
 
 __all__ = [
     "IS",
@@ -30,7 +36,6 @@ __all__ = [
 
 # X is read in these dtypes and upcast in registers; factors, Grams and accumulators are fp32.
 X_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 # BETA_CASE constexpr of the β kernels: each fast path compiles to its own variant, any other β shares one.
 IS, KL, FROBENIUS, GENERAL = 0, 1, 2, 3
@@ -97,11 +102,11 @@ def _check_factors_and_device(op: str, x_shape: str, x_device: torch.device, W: 
 
 
 def check_sparse_factorization(op: str, X, W: torch.Tensor, H: torch.Tensor) -> tuple[int, int, int]:
-    """Check ``X (m×n) ≈ W (m×k) · H (k×n)`` for a sparse X (a :class:`fastnmf.sparse.SparseMatrix`);
+    """Check ``X (m×n) ≈ W (m×k) · H (k×n)`` for a sparse X (a :class:`fastnmf.layouts.SparseMatrix`);
     return ``(m, n, k)``. Same rules and messages as :func:`check_factorization`, plus the index dtypes
     of the two CSR copies (int32 or int64; SparseMatrix builds int64)."""
     if not isinstance(X, SparseMatrix):
-        raise TypeError(f"{op}: X must be a fastnmf.sparse.SparseMatrix, got {type(X).__name__}.")
+        raise TypeError(f"{op}: X must be a fastnmf.layouts.SparseMatrix, got {type(X).__name__}.")
     for name, t in (("W", W), ("H", H)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}.")
@@ -147,22 +152,15 @@ def check_scalar(op: str, name: str, value) -> float:
 
 
 def new_output(like: torch.Tensor) -> torch.Tensor:
-    """An fp32 tensor shaped and strided like ``like`` (so the W update keeps the caller's layout of W).
-
-    NaN-filled when FASTNMF_POISON_OUTPUTS is set, so that a tile the kernel forgot to write fails a test.
-    """
-    out = torch.empty_like(like, dtype=torch.float32, memory_format=torch.preserve_format)
-    if poison_outputs():
-        out.fill_(math.nan)
-    return out
+    """An uninitialized fp32 tensor shaped and strided like ``like`` (so the W update keeps the caller's
+    layout of W)."""
+    return torch.empty_like(like, dtype=torch.float32, memory_format=torch.preserve_format)
 
 
 def new_workspace(*shape: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A contiguous scratch buffer (partial sums), NaN-poisoned like the outputs."""
-    buffer = torch.empty(shape, device=device, dtype=dtype)
-    if poison_outputs():
-        buffer.fill_(math.nan)
-    return buffer
+    """An uninitialized contiguous buffer: partial sums, a contiguous output (``matmul_tn``), or a small
+    per-program output such as the sweep counts of ``hals_sweeps`` (int32)."""
+    return torch.empty(shape, device=device, dtype=dtype)
 
 
 def split_rows(m: int, split: int, block_m: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ import triton.language as tl
 
 from ..losses import mu_exponent
 from ..safeguard import denominator_floor, factor_floor
+from . import launch
 from .configs import MAX_BETA_RANK, MUConfig, mu_beta_config
 from .launch import (
     KL,
@@ -29,8 +30,6 @@ from .launch import (
     check_mu_options,
     check_precision,
     check_scalar,
-    new_output,
-    new_workspace,
     split_rows,
 )
 from .mu_finalize import finalize_split_update
@@ -172,7 +171,7 @@ def mu_beta_update_h(
     check_precision(precision)
     beta = check_scalar(op, "beta", beta)
     eps_r, l1, l2 = check_mu_options(op, eps_r, l1, l2, k, W, H, MAX_BETA_RANK, "fused β kernels")
-    out = new_output(H)
+    out = launch.new_output(H)
     if n == 0:
         return out
     cfg = config or mu_beta_config(m, n, k, X.device, precision)
@@ -184,8 +183,9 @@ def mu_beta_update_h(
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
     use_split = splits > 1
     if use_split:
-        num_ws = new_workspace(splits, k, n, device=X.device)
-        den_ws = new_workspace(splits, k, device=X.device) if case == KL else new_workspace(splits, k, n, device=X.device)
+        num_ws = launch.new_workspace(splits, k, n, device=X.device)
+        den_shape = (splits, k) if case == KL else (splits, k, n)
+        den_ws = launch.new_workspace(*den_shape, device=X.device)
         den_strides = (*den_ws.stride(), 0) if case == KL else den_ws.stride()
     else:
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out

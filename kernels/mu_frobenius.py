@@ -17,8 +17,9 @@ import triton
 import triton.language as tl
 
 from ..safeguard import denominator_floor, factor_floor
+from . import launch
 from .configs import MUConfig, mu_frobenius_config
-from .launch import check_factorization, check_precision, check_scalar, new_output, new_workspace, split_rows
+from .launch import check_factorization, check_precision, check_scalar, split_rows
 from .mu_finalize import finalize_split_update
 from .tile_ops import mu_epilogue, tile_pointers, wt_x_rows
 
@@ -128,7 +129,7 @@ def mu_frobenius_update_h(
     m, n, k = check_factorization(op, X, W, H)
     check_precision(precision)
     l1, l2 = check_scalar(op, "l1", l1), check_scalar(op, "l2", l2)
-    out = new_output(H)
+    out = launch.new_output(H)
     if n == 0:
         return out
     cfg = config or mu_frobenius_config(m, n, k, X.device, precision)
@@ -137,8 +138,8 @@ def mu_frobenius_update_h(
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
     use_split = splits > 1
     if use_split:
-        num_ws = new_workspace(splits, k, n, device=X.device)
-        den_ws = new_workspace(1, k, n, device=X.device)
+        num_ws = launch.new_workspace(splits, k, n, device=X.device)
+        den_ws = launch.new_workspace(1, k, n, device=X.device)
     else:
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out
     grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k), splits)

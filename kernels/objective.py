@@ -13,8 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
+from . import launch
 from .configs import ObjectiveConfig, objective_config
-from .launch import GENERAL, beta_case, check_factorization, check_precision, check_scalar, new_workspace
+from .launch import GENERAL, beta_case, check_factorization, check_precision, check_scalar
 from .tile_ops import pow_nonnegative, pow_positive, tile_pointers
 
 __all__ = ["factorization_divergence", "factorization_divergence_cost"]
@@ -116,7 +117,7 @@ def factorization_divergence(
     cfg = config or objective_config(m, n, k, X.device, precision)
     case = beta_case(beta)
     grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n))
-    partials = new_workspace(grid[0] * grid[1], device=X.device, dtype=torch.float64)
+    partials = launch.new_workspace(grid[0] * grid[1], device=X.device, dtype=torch.float64)
     _beta_divergence_kernel[grid](
         X, W, H, partials,
         m, n, k,

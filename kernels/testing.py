@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from ..safeguard import reconstruction_floor
+from ..safeguard import factor_floor, hals_step_sizes, reconstruction_floor
 
-__all__ = ["make_problem", "eps_r_for", "relative_error", "reference_update"]
+__all__ = ["make_problem", "eps_r_for", "relative_error", "reference_update", "hals_sweeps_by_column"]
 
 
 def make_problem(
@@ -43,7 +43,8 @@ def eps_r_for(X: torch.Tensor) -> float:
 
 
 def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
-    """``max |got − ref| / max |ref|`` in float64 (the metric of DESIGN.md §5); NaN anywhere gives inf."""
+    """``max |got − ref| / max |ref|`` in float64 (the metric of docs/kernels.md, section "The Triton
+    interpreter"); NaN anywhere gives inf."""
     got, ref = got.detach().double().cpu(), ref.detach().double().cpu()
     if got.shape != ref.shape:
         raise AssertionError(f"shape {tuple(got.shape)} != reference shape {tuple(ref.shape)}")
@@ -71,3 +72,51 @@ def reference_update(
     return reference.multiplicative_update(
         reference.reconstruct_nmf, factors, X.detach().double().cpu(), beta, index, l1=l1, l2=l2, eps_r=eps_r
     )
+
+
+@torch.no_grad()
+def hals_sweeps_by_column(
+    H: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    *,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    max_sweeps: int = 1,
+    delta: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch twin of ``fastnmf.kernels.hals_sweeps``, written for readability, not speed.
+
+    Gauss–Seidel sweeps over the rows of H (k×n) given ``A = WᵀX`` and ``B = WᵀW``, with the per-column
+    early stop: after sweep s, ``change_c = Σ_j (H_after[j, c] − H_before[j, c])²`` (fp32 differences,
+    float64 sum); for s ≥ 2 a column with ``change_c ≤ δ² · change_c(1)`` stops with sweep s's values,
+    and only the columns still going are swept again. Returns ``(H_new, sweeps)``: a new tensor, and the
+    number of sweeps each column ran (int64, n values). H is not modified.
+    """
+    k, n = H.shape
+    H = H.clone()
+    steps = hals_step_sizes(B, l2)
+    B = B + l2 * torch.eye(k, dtype=B.dtype, device=B.device)  # B' = B + l2·I
+    A = A - l1  # A' = A − l1
+    floor = factor_floor(H.dtype)
+    going = torch.arange(n, device=H.device)  # the columns still being swept
+    sweeps = torch.zeros(n, dtype=torch.int64, device=H.device)
+    first = None
+    for sweep in range(1, max_sweeps + 1):
+        h, a = H[:, going], A[:, going]  # copies: only these columns take part in this sweep
+        before = h.clone()
+        for j in range(k):
+            if steps[j] != 0.0:  # a numerically zero term: its row is left as it is
+                gradient = B[j] @ h - a[j]  # (B'H)_j − A'_j, rows < j already updated
+                h[j] = torch.clamp_min(h[j] - steps[j] * gradient, floor)
+        H[:, going] = h
+        sweeps[going] = sweep
+        change = torch.sum((h - before).square(), dim=0, dtype=torch.float64)
+        if first is None:
+            first = change
+            continue
+        keep = change > delta * delta * first
+        going, first = going[keep], first[keep]
+        if going.numel() == 0:
+            break
+    return H, sweeps

@@ -1,15 +1,14 @@
 """Test setup: the Triton interpreter on machines without CUDA, seeds, and NaN-poisoned launcher outputs."""
 
+import importlib.util
 import os
 
 import torch
 
 # The interpreter flag is read when @triton.jit decorates, i.e. when fastnmf.kernels is imported: it
-# must be set before anything imports fastnmf (DESIGN.md §3).
+# must be set before anything imports fastnmf (docs/kernels.md, section "The Triton interpreter").
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-# Outputs allocated by the kernel launchers are filled with NaN, so an unwritten tile fails a test.
-os.environ.setdefault("FASTNMF_POISON_OUTPUTS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -31,3 +30,27 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def poison(tensor: torch.Tensor) -> torch.Tensor:
+    """Fill a freshly allocated kernel output: NaN for floating point, −1 for integers (the HALS sweep
+    counts), values no kernel writes, so that an entry a kernel forgets to write fails the test."""
+    return tensor.fill_(float("nan") if tensor.is_floating_point() else -1)
+
+
+@pytest.fixture(autouse=True)
+def nan_poisoned_outputs():
+    """Every Triton launcher allocates through ``fastnmf.kernels.launch.new_output`` / ``new_workspace``
+    (looked up at call time); in tests both fill what they return with :func:`poison` — ``torch.empty``
+    often returns zeroed or stale memory, which would hide an unwritten tile. A MonkeyPatch of its own,
+    so that a test's ``monkeypatch.undo()`` leaves the poisoning in place."""
+    if importlib.util.find_spec("triton") is None:  # no Triton on this platform: no launcher to patch
+        yield
+        return
+    from fastnmf.kernels import launch
+
+    plain_output, plain_workspace = launch.new_output, launch.new_workspace
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(launch, "new_output", lambda like: poison(plain_output(like)))
+        patch.setattr(launch, "new_workspace", lambda *shape, **options: poison(plain_workspace(*shape, **options)))
+        yield

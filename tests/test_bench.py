@@ -40,6 +40,7 @@ def tiny_run(tmp_path_factory):
     return code, records, table.read_text(), folder
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_tiny_preset_runs_end_to_end(tiny_run):
     code, records, _, folder = tiny_run
     assert code == 0
@@ -55,6 +56,7 @@ def test_tiny_preset_runs_end_to_end(tiny_run):
     assert (folder / "time_per_iter_vs_k.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_sparse_problem_runs_fastnmf_on_csr_and_skips_dense_only_providers(tiny_run):
     _, records, table, _ = tiny_run
     sparse = [r for r in records if r["problem"]["name"].startswith("tiny-sparse")]
@@ -66,6 +68,7 @@ def test_sparse_problem_runs_fastnmf_on_csr_and_skips_dense_only_providers(tiny_
     assert "fastnmf-torch/mu (csr)" in table
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_fastnmf_is_timed_through_its_callback_and_others_per_call(tiny_run):
     _, records, _, _ = tiny_run
     for r in records:
@@ -101,6 +104,7 @@ def test_callback_driven_run_is_the_same_computation_as_one_plain_fit():
     assert run.losses[-1] == pytest.approx(SharedLoss(data)(W, H), rel=1e-12)
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_json_schema(tiny_run):
     _, records, _, _ = tiny_run
     for r in records:
@@ -134,6 +138,7 @@ def test_json_schema(tiny_run):
         assert r["foreign_cpu_cores"] is None or r["foreign_cpu_cores"] >= 0
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_triton_provider_is_skipped_on_a_cpu(tiny_run):
     if torch.cuda.is_available():
         pytest.skip("on a GPU fastnmf-triton runs")
@@ -144,6 +149,7 @@ def test_triton_provider_is_skipped_on_a_cpu(tiny_run):
     assert "| fastnmf-triton | skipped |" in table
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_markdown_table(tiny_run):
     _, records, table, _ = tiny_run
     assert table.count("| " + " | ".join(COLUMNS) + " |") == len(preset("tiny"))
@@ -155,6 +161,7 @@ def test_markdown_table(tiny_run):
     assert all(row.count("|") == len(COLUMNS) + 1 for row in rows)
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_saved_results_are_reported_again(tiny_run, capsys):
     _, _, table, folder = tiny_run
     capsys.readouterr()
@@ -230,6 +237,7 @@ def test_flags_and_quantiles():
     assert metrics._weighted_quantiles([5.0, 1.0, 5.0], [1, 8, 1], (0.2, 0.5, 0.8)) == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.slow  # shares one whole tiny-preset benchmark run (seconds on 2 cores)
 def test_flags_reach_the_table(tiny_run):
     _, records, _, _ = tiny_run
     record = json.loads(json.dumps(next(r for r in records if r["status"] == "ok")))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from fastnmf.cli import main
 
@@ -31,6 +32,7 @@ def test_bad_data_is_a_clean_error(tmp_path, capsys):
     assert "Negative values in data passed to NMF" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a subprocess or a whole benchmark run: seconds on 2 cores
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "fastnmf", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in result.stdout and "fit" in result.stdout

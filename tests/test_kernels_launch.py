@@ -1,4 +1,4 @@
-"""Launcher checks (shapes, dtypes, devices, precision), configs and NaN-poisoned outputs."""
+"""Launcher checks (shapes, dtypes, devices, precision), configs, and the tests' NaN-poisoned outputs."""
 
 import math
 
@@ -120,14 +120,15 @@ def test_interpreter_uses_one_config_without_device_queries(monkeypatch):
         assert configs.objective_config(m, n, k, cpu).block_m == configs.objective_config(1, 1, k, cpu).block_m
 
 
-def test_outputs_are_poisoned_with_nan_when_asked(monkeypatch):
-    like = torch.zeros(3, 4).T
-    monkeypatch.setenv("FASTNMF_POISON_OUTPUTS", "1")
-    poisoned = launch.new_output(like)
-    assert torch.isnan(poisoned).all() and poisoned.stride() == like.stride()
+def test_the_test_setup_poisons_what_the_launchers_allocate():
+    # tests/conftest.py replaces launch.new_output and launch.new_workspace (which the library leaves as
+    # plain torch.empty): an entry no kernel writes stays NaN, or −1 in an integer output, and fails a test.
+    like = torch.zeros(3, 4, device=DEVICE).T
+    output = launch.new_output(like)
+    assert output.dtype == torch.float32 and output.stride() == like.stride() and torch.isnan(output).all()
     assert torch.isnan(launch.new_workspace(2, 3, device=like.device)).all()
-    monkeypatch.setenv("FASTNMF_POISON_OUTPUTS", "0")
-    assert launch.new_output(like).shape == like.shape
+    assert torch.isnan(launch.new_workspace(4, device=like.device, dtype=torch.float64)).all()
+    assert launch.new_workspace(5, device=like.device, dtype=torch.int32).tolist() == [-1] * 5
 
 
 @pytest.mark.gpu

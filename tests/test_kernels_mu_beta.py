@@ -7,6 +7,8 @@ from fastnmf.kernels import MUConfig, mu_beta_cost, mu_beta_update_h
 from fastnmf.kernels.configs import MAX_BETA_RANK
 from fastnmf.kernels.testing import eps_r_for, make_problem, reference_update, relative_error
 
+pytestmark = pytest.mark.interpreter  # the kernels run under the Triton interpreter without CUDA
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]

@@ -6,6 +6,8 @@ import torch
 from fastnmf.kernels import MUConfig, mu_frobenius_cost, mu_frobenius_update_h
 from fastnmf.kernels.testing import eps_r_for, make_problem, reference_update, relative_error
 
+pytestmark = pytest.mark.interpreter  # the kernels run under the Triton interpreter without CUDA
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 # (m, n, k): a single entry, odd sizes that leave masked remainders in every tile, m > tile with a rank

@@ -240,6 +240,7 @@ def _starting_point(m, n, k, seed=1):
     return (rng.rand(m, k) + 0.1).astype(np.float32), (rng.rand(k, n) + 0.1).astype(np.float32)
 
 
+@pytest.mark.slow  # whole fits under the interpreter (~0.9 s on 2 cores)
 def test_kl_fit_on_sparse_x_matches_the_torch_backend():
     X = _counts()
     W0, H0 = _starting_point(*X.shape, 4)
@@ -254,6 +255,7 @@ def test_kl_fit_on_sparse_x_matches_the_torch_backend():
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.max())
 
 
+@pytest.mark.slow
 def test_functional_api_with_backend_triton_on_scipy_csr(monkeypatch):
     X = _counts(seed=3)
     W0, H0 = _starting_point(*X.shape, 3, seed=4)

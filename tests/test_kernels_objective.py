@@ -7,6 +7,8 @@ from fastnmf.kernels import ObjectiveConfig, factorization_divergence, factoriza
 from fastnmf.kernels.testing import eps_r_for, make_problem
 from fastnmf.losses import beta_divergence
 
+pytestmark = pytest.mark.interpreter  # the kernels run under the Triton interpreter without CUDA
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, -0.5]

@@ -157,6 +157,7 @@ for solver, beta in (("mu", 1), ("hals", 2)):
 """
 
 
+@pytest.mark.slow  # a subprocess or a whole benchmark run: seconds on 2 cores
 def test_same_seed_is_bit_identical_across_processes():
     runs = [subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], capture_output=True, text=True, check=True).stdout
             for _ in range(2)]

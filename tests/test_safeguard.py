@@ -41,6 +41,7 @@ def _is_subnormal(array: np.ndarray) -> np.ndarray:
     return (array != 0) & (np.abs(array) < tiny)
 
 
+@pytest.mark.slow  # 2000 iterations each
 @pytest.mark.parametrize(
     "beta_loss,solver",
     [("frobenius", "mu"), ("frobenius", "hals"), ("kullback-leibler", "mu"), ("itakura-saito", "mu")],
