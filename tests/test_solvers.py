@@ -161,3 +161,36 @@ def test_supports_names_the_losses_each_solver_minimizes():
     assert supports("hals", 2.0) and supports("hals", 2) and not supports("hals", 1.0)
     with pytest.raises(ValueError, match="Unknown solver 'cd'"):
         supports("cd", 2.0)
+
+
+def test_extrapolation_keeps_component_scales_balanced_in_float32():
+    # The scale of each component is a flat direction that extrapolation drifted along: before the balancing
+    # min ‖w_j‖/‖h_j‖ reached 2.6e-6 here, the curvature rule froze that component and the float32 fit ended
+    # at 122.7 against 18.24 for plain HALS (measured, this problem and start; 18.29 with the balancing).
+    rng = np.random.RandomState(0)
+    X = torch.from_numpy((rng.rand(300, 10) @ rng.rand(10, 150) + 0.1 * rng.rand(300, 150)).astype(np.float32))
+    W0, H0 = initialize(X, 10, "random", 0, torch.float32)
+    options = dict(n_components=10, init="custom", tol=0.0, solver="hals", check_every=10**6)
+    W, H, _ = non_negative_factorization(X, W0.clone(), H0.clone(), max_iter=1500, extrapolate=True, **options)
+    W_plain, H_plain, _ = non_negative_factorization(X, W0.clone(), H0.clone(), max_iter=1500, **options)
+    ratio = W.norm(dim=0) / H.norm(dim=1)
+    assert float(ratio.min()) > 1e-2 and float(ratio.max()) < 1e2, ratio
+    loss = float(beta_divergence(X.double(), W.double() @ H.double(), 2.0))
+    plain = float(beta_divergence(X.double(), W_plain.double() @ H_plain.double(), 2.0))
+    assert loss <= 1.01 * plain, (loss, plain)
+
+
+def test_extrapolation_with_penalties_does_not_rescale():
+    # Penalties are not scale-invariant: the balancing must leave such fits alone (same as without it).
+    from fastnmf import solvers
+
+    X, W0, H0 = _low_rank_problem(60, 40, 4, seed=5)
+    problem = Problem(X=DenseMatrix(X), beta=2.0, backend=resolve_backend("torch", DenseMatrix(X)), eps_r=1e-12,
+                      penalties=Penalties(0.1, 0.0, 0.0, 0.2))
+    iteration = solvers._HALS(problem, True, True, inner_iter=1, extrapolate=True)
+    W, H = W0.clone(), H0.clone()
+    for _ in range(3):
+        W, H = iteration.step(W, H)
+        before = (iteration.W_y.clone(), iteration.H_y.clone())
+        iteration._balance_scales()
+        assert torch.equal(before[0], iteration.W_y) and torch.equal(before[1], iteration.H_y)
