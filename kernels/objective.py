@@ -37,8 +37,12 @@ def _beta_divergence_kernel(
     tl.static_assert(BLOCK_K >= 16)
     tl.static_assert(BLOCK_M >= 16)
     tl.static_assert(BLOCK_N >= 16)
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    # A 1-D grid, tiles in row-major order: CUDA caps grid axes 1 and 2 at 65535 programs, which a 2-D
+    # (row tiles, column tiles) grid exceeds for n > 65535·BLOCK_N (4.2·10⁶ columns at 64); axis 0 takes 2³¹−1.
+    pid = tl.program_id(0)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    pid_m = pid // tiles_n
+    pid_n = pid % tiles_n
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = rows < M
@@ -82,7 +86,7 @@ def _beta_divergence_kernel(
 
     # ---- one float64 partial sum per tile
     partial = tl.sum(tl.sum(terms.to(tl.float64), axis=1), axis=0)
-    tl.store(PARTIAL + pid_m * tl.num_programs(1) + pid_n, partial)
+    tl.store(PARTIAL + pid, partial)
 
 
 def factorization_divergence_cost(m: int, n: int, k: int, x_itemsize: int) -> tuple[int, int]:
@@ -116,8 +120,8 @@ def factorization_divergence(
         return torch.zeros((), dtype=torch.float64, device=X.device)
     cfg = config or objective_config(m, n, k, X.device, precision)
     case = beta_case(beta)
-    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n))
-    partials = launch.new_workspace(grid[0] * grid[1], device=X.device, dtype=torch.float64)
+    grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
+    partials = launch.new_workspace(grid[0], device=X.device, dtype=torch.float64)
     _beta_divergence_kernel[grid](
         X, W, H, partials,
         m, n, k,
