@@ -83,8 +83,11 @@ def apply_factor_floor_(factor: torch.Tensor) -> torch.Tensor:
 def hals_step_sizes(gram: torch.Tensor, l2: float) -> torch.Tensor:
     """``1 / (B_jj + l2)`` for each rank-one term of HALS, and 0 (no update) for numerically zero terms."""
     curvature = gram.diagonal() + l2
-    threshold = _finfo(gram.dtype).eps * float(curvature.max()) if curvature.numel() else 0.0
-    degenerate = curvature <= max(threshold, denominator_floor(gram.dtype))
+    if curvature.numel() == 0:
+        return curvature.clone()
+    # On the device, no host synchronisation: the fused HALS sweep reads the steps from memory.
+    threshold = (_finfo(gram.dtype).eps * curvature.max()).clamp_min(denominator_floor(gram.dtype))
+    degenerate = curvature <= threshold
     return torch.where(degenerate, torch.zeros_like(curvature), curvature.reciprocal())
 
 

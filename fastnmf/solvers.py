@@ -125,7 +125,8 @@ class _HALS:
             self.sweeps_w = inner_sweep_limit(n, m, k, p.X.nnz, overhead)  # W is the right factor of Xᵀ (n×m)
             self.sweeps_h = inner_sweep_limit(m, n, k, p.X.nnz, overhead)
         make = p.backend.hals_rule
-        self.rule_w = make(*p.penalties.w, max_sweeps=self.sweeps_w, delta=_ACCELERATION_DELTA)
+        # Only extrapolation reads the W update's fit term (its accept/restart test).
+        self.rule_w = make(*p.penalties.w, max_sweeps=self.sweeps_w, delta=_ACCELERATION_DELTA, fit=self.extrapolate)
         self.rule_h = make(*p.penalties.h, max_sweeps=self.sweeps_h, delta=_ACCELERATION_DELTA)
 
     def _update_w(self, W, H):

@@ -188,10 +188,16 @@ def hals_fit(statistics: HALSStatistics, H_new: torch.Tensor) -> torch.Tensor:
 
 
 class HALSRule:
-    """HALS update of H (β = 2; Cichocki & Phan 2009), up to ``max_sweeps`` inner sweeps per product."""
+    """HALS update of H (β = 2; Cichocki & Phan 2009), up to ``max_sweeps`` inner sweeps per product.
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0, *, max_sweeps: int = 1, delta: float = 0.1):
+    ``fit=True``: ``apply`` also returns ``½‖X − W H_new‖² − ½‖X‖²`` (:func:`hals_fit`; what extrapolation
+    decides with), else None — a k×k·n product and two reductions saved per half-update when unused.
+    """
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, *, max_sweeps: int = 1, delta: float = 0.1,
+                 fit: bool = False):
         self.l1, self.l2, self.max_sweeps, self.delta = float(l1), float(l2), int(max_sweeps), float(delta)
+        self.fit = bool(fit)
 
     def statistics(self, X, W: torch.Tensor, H: torch.Tensor) -> HALSStatistics:
         return HALSStatistics(X.wt_x(W), X.gram(W))
@@ -208,8 +214,8 @@ class HALSRule:
         H_new = self.sweep(H, statistics.A, statistics.B)
         if H_new.stride() != H.stride():
             H_new = torch.empty_like(H).copy_(H_new)  # back to H's layout (W stays row-major): one k×n copy
-        return H_new, hals_fit(statistics, H_new)
+        return H_new, hals_fit(statistics, H_new) if self.fit else None
 
     def update(self, X, W: torch.Tensor, H: torch.Tensor):
-        """``(H_new, ½‖X − W H_new‖² − ½‖X‖²)``; H is not modified."""
+        """``(H_new, fit)`` (``fit``: see the class docstring); H is not modified."""
         return self.apply(H, self.statistics(X, W, H))

@@ -8,8 +8,8 @@ rows j = 0..k−1
     H_j ← max(H_j + step_j · (A'_j − (B'H)_j), φ)        B' = B + l2·I, A' = A − l1,
 
 where row j sees the rows < j already updated, ``step_j = 1/(B_jj + l2)`` or 0 (row left unchanged) from
-``fastnmf.safeguard.hals_step_sizes`` (computed by the launcher: one host synchronisation, as on the
-torch backend) and φ the factor floor (docs/maths.md, section "HALS (β = 2)"). The launcher forms the
+``fastnmf.safeguard.hals_step_sizes`` (computed by the launcher on the device, without a host
+synchronisation) and φ the factor floor (docs/maths.md, section "HALS (β = 2)"). The launcher forms the
 k×k ``B'``; ``A − l1`` is taken in registers. Rows of B' and of A are read from global memory at each
 row step (k and BLOCK_N values: B', k·k·4 bytes in all, and this block's rows of A stay in L1/L2 across
 the sweeps). Row j needs ``H_j`` and ``(B'H)_j``: two reductions over the rank of the on-chip block (no
@@ -192,7 +192,7 @@ def hals_sweeps(
     sweeps = launch.new_workspace(programs, device=H.device, dtype=torch.int32)
     if n == 0:
         return out, sweeps
-    steps = hals_step_sizes(B, l2).contiguous()  # one host synchronisation (the threshold's max)
+    steps = hals_step_sizes(B, l2).contiguous()  # on the device: no host synchronisation
     if l2:
         B = B + l2 * torch.eye(k, dtype=B.dtype, device=B.device)  # B' (k×k), as the torch sweep
     _hals_sweep_kernel[(programs,)](

@@ -58,10 +58,12 @@ class _HALS:
         self.backend = backend
 
     def hals_update_h(self, X, W, H, *, l1=0.0, l2=0.0, max_sweeps=1, delta=0.1):
-        return DenseMatrix(X).update_h(self.backend.hals_rule(l1, l2, max_sweeps=max_sweeps, delta=delta), W, H)
+        rule = self.backend.hals_rule(l1, l2, max_sweeps=max_sweeps, delta=delta, fit=True)
+        return DenseMatrix(X).update_h(rule, W, H)
 
     def hals_update_w(self, X, W, H, *, l1=0.0, l2=0.0, max_sweeps=1, delta=0.1):
-        return DenseMatrix(X).update_w(self.backend.hals_rule(l1, l2, max_sweeps=max_sweeps, delta=delta), W, H)
+        rule = self.backend.hals_rule(l1, l2, max_sweeps=max_sweeps, delta=delta, fit=True)
+        return DenseMatrix(X).update_w(rule, W, H)
 
 
 def make_backend(precision):

@@ -87,12 +87,12 @@ class RowChunks(Layout):
             yield BlockPart(rows, _ALL, DenseBlock(chunk.tensor))
 
     def update_w(self, rule, W, H):
-        parts, fit = [], 0.0
+        parts, fit = [], None
         for rows, chunk in self.chunks:
             self.reads += 1
             W_c, fit_c = chunk.update_w(rule, W[rows], H)
             parts.append(W_c)
-            fit = fit + (0.0 if fit_c is None else fit_c)
+            fit = fit_c if fit is None else fit + fit_c  # additive over row chunks (None when not asked for)
         return torch.cat(parts), fit
 
     def update_h(self, rule, W, H):

@@ -16,7 +16,7 @@ from fastnmf.updates import HALSRule
 
 
 def hals_update_h(X, W, H, **options):
-    return HALSRule(**options).update(DenseMatrix(X), W, H)
+    return HALSRule(**options, fit=True).update(DenseMatrix(X), W, H)
 
 
 def _plain_hals_sweep(X, W, H, l1, l2):

@@ -7,7 +7,8 @@ from conftest import DEVICES
 from fastnmf import reference as ref
 from fastnmf.layouts import DenseMatrix
 from fastnmf.objective import objective
-from fastnmf.updates import MURule
+from fastnmf.losses import beta_divergence
+from fastnmf.updates import HALSRule, MURule
 from fastnmf.safeguard import factor_floor, reconstruction_floor
 
 BETAS = [-1.2, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
@@ -76,10 +77,19 @@ def test_zero_column_of_w_and_zero_row_of_x_trigger_the_safeguard(dtype, beta):
 
 
 def test_objective_matches_dense_divergence():
-    from fastnmf.losses import beta_divergence
 
     X, W, H = _problem(33, 21, 5, torch.float64, "cpu")
     for beta in BETAS:
         expected = beta_divergence(X, W @ H, beta, eps_r=1e-9)
         got = objective(DenseMatrix(X), W, H, beta=beta, eps_r=1e-9)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+
+
+def test_hals_fit_term_only_when_asked_for():
+    X, W, H = _problem(13, 9, 3, torch.float64, "cpu")
+    H_plain, fit = HALSRule(max_sweeps=2).update(DenseMatrix(X), W, H)
+    assert fit is None
+    H_with, fit = HALSRule(max_sweeps=2, fit=True).update(DenseMatrix(X), W, H)
+    assert torch.equal(H_plain, H_with)
+    expected = float(beta_divergence(X, W @ H_with, 2.0)) - 0.5 * float((X * X).sum())
+    assert float(fit) == pytest.approx(expected, rel=1e-12)
