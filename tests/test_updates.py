@@ -77,7 +77,6 @@ def test_zero_column_of_w_and_zero_row_of_x_trigger_the_safeguard(dtype, beta):
 
 
 def test_objective_matches_dense_divergence():
-
     X, W, H = _problem(33, 21, 5, torch.float64, "cpu")
     for beta in BETAS:
         expected = beta_divergence(X, W @ H, beta, eps_r=1e-9)
