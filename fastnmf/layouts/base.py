@@ -154,7 +154,8 @@ class Layout(ABC):
     # --- products with defaults written against the blocks ----------------------------------------------
 
     def wt_x(self, W: torch.Tensor) -> torch.Tensor:
-        """``WᵀX`` (k×n), summed over the blocks."""
+        """``WᵀX`` (k×n), summed over the blocks (X's values only: weights do not enter, and the rules
+        call it for unweighted layouts only)."""
         k, n = W.shape[1], self.shape[1]
         return accumulate_columns(((part.columns, part.block.wt_dot(W[part.rows], part.block.x))
                                    for part in self.blocks()), (k, n), W)
