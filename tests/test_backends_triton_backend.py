@@ -129,3 +129,20 @@ def test_half_precision_x_tracks_float32_on_the_triton_backend():
     reference = NMF(backend="torch", **options).fit(X.half().float())
     half = NMF(backend="triton", **options).fit(X.half())
     np.testing.assert_allclose(half.loss_history_, reference.loss_history_, rtol=1e-2)
+
+
+def test_beta_updates_above_the_fused_rank_cap_run_the_torch_rule(monkeypatch):
+    from fastnmf.backends import triton_backend
+    from fastnmf.kernels import mu_beta as kernel_module
+
+    monkeypatch.setattr(triton_backend, "MAX_FUSED_BETA_RANK", 4)
+    calls = []
+    original = kernel_module.mu_beta_update_h
+    monkeypatch.setattr("fastnmf.kernels.mu_beta_update_h", lambda *a, **k: calls.append(a[1].shape[1]) or original(*a, **k))
+    backend = make_backend("ieee")
+    for k in (4, 5):
+        X, W, H = make_problem(40, 30, k, device=DEVICE)
+        got = backend.mu_update_h(X, W, H, beta=1.0, eps_r=eps_r_for(X))
+        expected = TORCH_BACKEND.mu_update_h(X.double(), W.double(), H.double(), beta=1.0, eps_r=eps_r_for(X))
+        assert relative_error(got, expected) <= 1e-5
+    assert calls == [4]  # rank 5 went to the torch rule, rank 4 to the kernel

@@ -1,7 +1,8 @@
 """The Triton implementation: the fused kernels of ``fastnmf.kernels`` as update rules.
 
 Dense X (:func:`make_dense_backend`): MU β = 2 is the Gram-based Frobenius kernel, every other β the
-flash-attention-shaped β kernel (``WH`` never in memory); HALS forms ``A = WᵀX`` with the Triton GEMM (X
+flash-attention-shaped β kernel (``WH`` never in memory) up to rank ``MAX_FUSED_BETA_RANK`` (128) and the
+torch rule above it; HALS forms ``A = WᵀX`` with the Triton GEMM (X
 read in its storage dtype, so fp16/bf16 X works), ``B = WᵀW`` with torch, and runs the fused sweep kernel
 (the same per-column early stop as the torch sweep). The W updates are the H updates on transposed views
 (``Layout.update_w``), which the kernels read through their strides, without copies.
@@ -28,6 +29,12 @@ __all__ = ["make_dense_backend", "make_sparse_backend"]
 
 _HALF_X = (torch.float32, torch.float16, torch.bfloat16)
 
+# The dense β kernel keeps the whole padded rank of a column tile on chip: above 64 its tiles shrink to
+# 16×16 (W re-read for every 16 columns of X: up to 32× X's bytes at k = 512) and at 256 and 512 every tile
+# spills (the offline sm_90 compiles in kernels/configs.py, _BETA_TILES). Above this rank the β update
+# runs the torch rule (two GEMMs and the entrywise terms) on the same device instead.
+MAX_FUSED_BETA_RANK = 128
+
 
 def make_dense_backend(precision: str) -> Backend:
     """Kernels that run every tl.dot with ``input_precision=precision`` ("ieee", "tf32" or "tf32x3")."""
@@ -37,6 +44,8 @@ def make_dense_backend(precision: str) -> Backend:
         def update(self, X, W, H):
             if self.beta == 2.0:
                 return kernels.mu_frobenius_update_h(X.tensor, W, H, l1=self.l1, l2=self.l2, precision=precision), None
+            if W.shape[1] > MAX_FUSED_BETA_RANK:
+                return super().update(X.astype(W.dtype), W, H)  # the torch rule reads X in the factors' dtype
             return kernels.mu_beta_update_h(X.tensor, W, H, beta=self.beta, eps_r=self.eps_r, l1=self.l1, l2=self.l2,
                                             precision=precision), None
 
