@@ -43,7 +43,7 @@ from ..safeguard import factor_floor, hals_step_sizes
 from . import launch
 from .configs import MAX_HALS_RANK, HALSConfig, hals_sweep_config, interpreting, padded_rank
 from .launch import check_scalar
-from .tile_ops import tile_pointers
+from .tile_ops import floor_keeping_nan, tile_pointers
 
 __all__ = ["hals_sweeps", "hals_sweeps_cost"]
 
@@ -86,7 +86,7 @@ def _hals_sweep_kernel(
                 a = tl.load(a_row, mask=active, other=0.0) - l1  # row j of A' = A − l1 (stopped columns: unread)
                 h_j = tl.sum(tl.where(is_j, h, 0.0), axis=0)
                 gradient = tl.sum(b[:, None] * h, axis=0) - a  # (B'H)_j − A'_j, rows < j already updated
-                h_new = tl.maximum(h_j - step * gradient, phi)
+                h_new = floor_keeping_nan(h_j - step * gradient, phi)
                 if EARLY_STOP:
                     h_new = tl.where(active, h_new, h_j)  # a stopped column keeps its values
                     difference = h_new - h_j  # 0 in stopped and padded columns

@@ -33,7 +33,7 @@ from .launch import (
     split_rows,
 )
 from .mu_finalize import finalize_split_update
-from .tile_ops import mu_epilogue, pow_nonnegative, pow_positive, tile_pointers
+from .tile_ops import floor_keeping_nan, mu_epilogue, pow_nonnegative, pow_positive, tile_pointers
 
 __all__ = ["mu_beta_update_h", "mu_beta_cost"]
 
@@ -87,7 +87,7 @@ def _mu_beta_h_kernel(
                     mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
         r = tl.dot(w, h, input_precision=PRECISION)  # R_ij = W_i H_j, never written to memory
         if FLOOR_R:
-            r = tl.maximum(r, eps_r)
+            r = floor_keeping_nan(r, eps_r)
         w_t = tl.trans(w)
         if BETA_CASE == 1:
             # KL: numerator Wᵀ(X / R); denominator colsum(W), a reduction instead of a GEMM with ones.

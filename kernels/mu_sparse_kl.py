@@ -46,7 +46,7 @@ from ..layouts.sparse import SparseMatrix
 from . import launch
 from .configs import MAX_BETA_RANK, SparseMUConfig, mu_sparse_kl_config
 from .launch import check_mu_options, check_sparse_factorization
-from .tile_ops import mu_epilogue
+from .tile_ops import floor_keeping_nan, mu_epilogue
 
 __all__ = ["mu_sparse_kl_update_h", "mu_sparse_kl_cost"]
 
@@ -81,7 +81,7 @@ def _mu_sparse_kl_h_kernel(
         w = tl.load(W + rows[:, None] * stride_wm + offs_k64[None, :] * stride_wk,
                     mask=mask_e[:, None] & mask_k[None, :], other=0.0)
         r = tl.sum(w * h[None, :], axis=1)  # (WH)_ij at the stored entries, registers only
-        r = tl.maximum(r, eps_r)
+        r = floor_keeping_nan(r, eps_r)
         q = x / r
         numerator += tl.sum(w * q[:, None], axis=0)
 

@@ -16,7 +16,7 @@ import triton.language as tl
 from . import launch
 from .configs import ObjectiveConfig, objective_config
 from .launch import GENERAL, beta_case, check_factorization, check_precision, check_scalar
-from .tile_ops import pow_nonnegative, pow_positive, tile_pointers
+from .tile_ops import floor_keeping_nan, pow_nonnegative, pow_positive, tile_pointers
 
 __all__ = ["factorization_divergence", "factorization_divergence_cost"]
 
@@ -61,7 +61,7 @@ def _beta_divergence_kernel(
         r = tl.dot(w, h, r, input_precision=PRECISION)
     x = tl.load(tile_pointers(X, rows, cols, stride_xm, stride_xn), mask=mask, other=0.0).to(tl.float32)
     if FLOOR_R:
-        r = tl.maximum(r, eps_r)
+        r = floor_keeping_nan(r, eps_r)
 
     # ---- element-wise divergence terms (each is ≥ 0); logs and powers never see x = 0
     positive = x > 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["tile_pointers", "pow_positive", "pow_nonnegative", "mu_epilogue"]
+__all__ = ["tile_pointers", "pow_positive", "pow_nonnegative", "floor_keeping_nan", "mu_epilogue"]
 
 
 @triton.jit
@@ -33,9 +33,17 @@ def pow_positive(x, p):
 
 @triton.jit
 def pow_nonnegative(x, p):
-    """``x ** p`` for x ≥ 0 and p > 0, with ``0 ** p = 0`` (log2 is never evaluated at 0)."""
+    """``x ** p`` for x ≥ 0 and p > 0, with ``0 ** p = 0`` (log2 is never evaluated at 0); NaN stays NaN."""
     positive = x > 0.0
-    return tl.where(positive, tl.exp2(p * tl.log2(tl.where(positive, x, 1.0))), 0.0)
+    return tl.where(positive, tl.exp2(p * tl.log2(tl.where(positive, x, 1.0))), tl.where(x != x, x, 0.0))
+
+
+@triton.jit
+def floor_keeping_nan(x, floor):
+    """``max(x, floor)``, but NaN stays NaN: ``tl.maximum`` compiles to maxnum, which returns the other
+    operand for a NaN, so a NaN factor would silently become φ on a GPU while the torch backend (and the
+    interpreter's numpy) propagate it; kept, it reaches the objective and raises FloatingPointError there."""
+    return tl.where(x != x, x, tl.maximum(x, floor))
 
 
 @triton.jit
@@ -47,10 +55,10 @@ def mu_epilogue(h, numerator, denominator, gamma, l1, l2, tiny, phi, HAS_GAMMA: 
     zero numerator and a zero denominator, hence ratio 0, never 0/0), and the factor floor ``phi`` last.
     """
     denominator = denominator + l1 + l2 * h
-    ratio = numerator / tl.maximum(denominator, tiny)
+    ratio = numerator / floor_keeping_nan(denominator, tiny)
     if HAS_GAMMA:
         ratio = pow_nonnegative(ratio, gamma)
-    return tl.maximum(h * ratio, phi)
+    return floor_keeping_nan(h * ratio, phi)
 
 
 @triton.jit
