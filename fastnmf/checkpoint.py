@@ -33,6 +33,9 @@ class Checkpoint:
     params: dict
     x_shape: tuple[int, int]
     x_dtype: str
+    # A solver's internal state beyond (W, H) — HALS extrapolation's step sizes and pairs — so that a resumed
+    # fit continues exactly: scalars (JSON) and arrays, in the solver's units. None when there is none.
+    solver_state: dict | None = None
 
 
 def _save(handle, checkpoint: Checkpoint) -> None:
@@ -47,7 +50,30 @@ def _save(handle, checkpoint: Checkpoint) -> None:
         params=np.array(json.dumps(checkpoint.params)),
         x_shape=np.asarray(checkpoint.x_shape, dtype=np.int64),
         x_dtype=np.array(checkpoint.x_dtype),
+        **_state_entries(checkpoint.solver_state),
     )
+
+
+_STATE_PREFIX = "state_"
+
+
+def _state_entries(state: dict | None) -> dict:
+    if not state:
+        return {}
+    arrays = {key: value for key, value in state.items() if isinstance(value, np.ndarray)}
+    scalars = {key: value for key, value in state.items() if key not in arrays}
+    entries = {_STATE_PREFIX + key: value for key, value in arrays.items()}
+    entries[_STATE_PREFIX + "scalars"] = np.array(json.dumps(scalars))
+    return entries
+
+
+def _read_state(archive) -> dict | None:
+    keys = [key for key in archive.files if key.startswith(_STATE_PREFIX)]
+    if not keys:
+        return None
+    state = json.loads(str(archive[_STATE_PREFIX + "scalars"]))
+    state.update({key[len(_STATE_PREFIX):]: archive[key] for key in keys if key != _STATE_PREFIX + "scalars"})
+    return state
 
 
 def write_checkpoint(path, checkpoint: Checkpoint) -> None:
@@ -88,6 +114,7 @@ def read_checkpoint(path) -> Checkpoint:
                 params=json.loads(str(archive["params"])),
                 x_shape=tuple(int(v) for v in archive["x_shape"]),
                 x_dtype=str(archive["x_dtype"]),
+                solver_state=_read_state(archive),
             )
     except CheckpointError:
         raise

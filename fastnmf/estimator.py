@@ -195,13 +195,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         return self._fit(X, W, H, self.n_components, init=self.init, weights=weights)
 
-    def _fit(self, X, W, H, n_components, *, init, weights=None, start_iteration=0, history=None):
+    def _fit(self, X, W, H, n_components, *, init, weights=None, start_iteration=0, history=None,
+             solver_state=None):
         options = self._with(n_components=n_components, init=init)
         writer = _CheckpointWriter(self) if self.checkpoint is not None else None
         try:
             fit = fit_factorization(
                 X, W, H, options, update_H=True, weights=weights, start_iteration=start_iteration,
-                history=history, on_check=None if writer is None else writer.maybe_write,
+                history=history, solver_state=solver_state, on_check=None if writer is None else writer.maybe_write,
             )
         except FitInterrupted as interrupt:
             self._store(interrupt.output)
@@ -234,7 +235,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         The parameters are the checkpointed ones; only ``max_iter``, ``tol``, ``verbose``, ``checkpoint``
         and ``checkpoint_every`` may be overridden. A fit resumed from a checkpoint reaches the same
-        result as one that was never stopped (except with ``extrapolate=True``, whose step size restarts).
+        result as one that was never stopped (with ``extrapolate=True`` too: the checkpoint holds the
+        extrapolation's step sizes and pairs).
         """
         state = read_checkpoint(path)
         allowed = {"max_iter", "tol", "verbose", "checkpoint", "checkpoint_every"}
@@ -252,7 +254,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         as_input = (lambda a: torch.from_numpy(a).to(X_tensor.device)) if isinstance(X, torch.Tensor) else (lambda a: a)
         model._fit(X, as_input(state.W), as_input(state.H), state.H.shape[0], init="custom", weights=weights,
-                   start_iteration=state.n_iter, history=state.loss_history)
+                   start_iteration=state.n_iter, history=state.loss_history, solver_state=state.solver_state)
         return model
 
     def fit(self, X, y=None, **params):
@@ -331,7 +333,15 @@ class _CheckpointWriter:
         state = Checkpoint(
             W=result.W.detach().cpu().numpy(), H=result.H.detach().cpu().numpy(), n_iter=result.n_iter,
             loss_history=list(result.loss_history), params=self.params,
-            x_shape=tuple(X.shape), x_dtype=str(X.dtype),
+            x_shape=tuple(X.shape), x_dtype=str(X.dtype), solver_state=_host_state(result.solver_state),
         )
         write_checkpoint(self.model.checkpoint, state)
         self.last_write = time.monotonic()
+
+
+def _host_state(state: dict | None) -> dict | None:
+    """A solver state with its tensors copied to numpy (what a checkpoint stores)."""
+    if state is None:
+        return None
+    return {key: value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+            for key, value in state.items()}

@@ -55,12 +55,13 @@ def _resolve_n_components(n_components, W, H, init, update_H, n_features) -> int
 
 def fit_factorization(
     X, W, H, options, *, update_H=True, weights=None, callback=None, start_iteration=0, history=None,
-    on_check=None,
+    solver_state=None, on_check=None,
 ) -> FitOutput:
     """Validate everything, then initialize and solve. ``options`` is a :class:`fastnmf.NMF` (its
     parameters are the fit's options; it is not modified).
 
-    ``start_iteration``, ``history``: where a resumed fit (custom W, H from a checkpoint) stopped.
+    ``start_iteration``, ``history``, ``solver_state``: where a resumed fit (custom W, H from a checkpoint)
+    stopped (the solver's state is in its own units: the same X gives the same rescaling).
     ``on_check(result, X)``: called after each evaluation of the objective, with the iterate in X's units.
     """
     # Options first: a bad option must not cost a pass over X.
@@ -122,7 +123,8 @@ def fit_factorization(
         result = solve(
             problem, W, H, solver=solver, update_h=update_H, max_iter=p["max_iter"], tol=p["tol"],
             check_every=p["check_every"], verbose=p["verbose"], solver_options=solver_options,
-            start_iteration=start_iteration, history=history, on_check=report, callback=callback,
+            start_iteration=start_iteration, history=history, solver_state=solver_state, on_check=report,
+            callback=callback,
         )
     except FitInterrupted as interrupt:
         interrupt.output = FitOutput(result=to_user(interrupt.result), kind=kind, n_components=k, beta=beta)

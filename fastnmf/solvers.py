@@ -60,6 +60,8 @@ class SolverResult:
     final_divergence: float = float("nan")
     # Why the loop ended: "tol" (converged), "callback" (the callback said stop), "max_iter".
     stop_reason: str = "max_iter"
+    # The solver's state beyond (W, H) at n_iter (HALS extrapolation), for checkpoints; None if it has none.
+    solver_state: dict | None = None
 
 
 class _MultiplicativeUpdates:
@@ -177,6 +179,29 @@ class _HALS:
         self._balance_scales()
         return self.best
 
+    _STATE_SCALARS = ("beta", "beta_cap", "previous_beta", "previous_error", "best_error")
+    _STATE_PAIRS = ("accepted", "best")
+
+    def state(self) -> dict | None:
+        """The extrapolation's state — floats, and the tensors themselves (no copy: a step never modifies
+        them in place, so this is a snapshot) — or None before its first step and without extrapolation."""
+        if not self.extrapolate or self.W_y is None:
+            return None
+        state = {name: float(getattr(self, name)) for name in self._STATE_SCALARS}
+        pairs = {"accepted": self.accepted, "best": self.best, "y": (self.W_y, self.H_y)}
+        for name, (W, H) in pairs.items():
+            state[f"{name}_W"], state[f"{name}_H"] = W, H
+        return state
+
+    def restore(self, state: dict, like: torch.Tensor) -> None:
+        """Continue from :meth:`state` (tensors in ``like``'s dtype and device)."""
+        for name in self._STATE_SCALARS:
+            setattr(self, name, float(state[name]))
+        tensor = lambda a: torch.as_tensor(a, dtype=like.dtype, device=like.device)  # noqa: E731
+        self.accepted = (tensor(state["accepted_W"]), tensor(state["accepted_H"]))
+        self.best = (tensor(state["best_W"]), tensor(state["best_H"]))
+        self.W_y, self.H_y = tensor(state["y_W"]), tensor(state["y_H"])
+
     def _balance_scales(self):
         """Rescale each component of the extrapolation's pairs, ``w_j·d_j`` and ``h_j/d_j``, so that
         ``‖w_j‖ = ‖h_j‖`` at the extrapolated point (every product WH is unchanged).
@@ -214,6 +239,7 @@ def solve(
     check_every: int = 10,
     verbose: int = 0,
     solver_options: dict | None = None,
+    solver_state: dict | None = None,
     start_iteration: int = 0,
     history: list[float] | None = None,
     on_check: Callable | None = None,
@@ -222,7 +248,8 @@ def solve(
     """Run ``solver`` from (W, H) up to iteration ``max_iter``; returns the last iterate.
 
     ``solver_options`` go to the solver (HALS: ``inner_iter``, ``extrapolate``). A resumed fit passes the
-    ``start_iteration`` and ``history`` it stopped at. ``on_check(result)`` is called after every
+    ``start_iteration``, ``history`` and ``solver_state`` (``SolverResult.solver_state``: HALS
+    extrapolation's step sizes and pairs) it stopped at. ``on_check(result)`` is called after every
     evaluation of the objective with the iterate so far (checkpoints hook in there).
     ``callback(n_iter, W, H)`` is called with the start (``n_iter = start_iteration``, after its
     evaluation) and after every iteration (before any evaluation); a true return value ends the fit there
@@ -235,12 +262,16 @@ def solve(
     the GPU runs out of memory.
     """
     iteration = _SOLVERS[solver](problem, update_w, update_h, **(solver_options or {}))
+    if solver_state:
+        iteration.restore(solver_state, like=W)
+    current_state = getattr(iteration, "state", lambda: None)
     divergence, current = problem.evaluate(W, H)
     if not math.isfinite(current):
         raise non_finite_error(start_iteration, start_iteration, current, problem.X, problem.beta)
     history = list(history) if history else [current]
     previous = history[-1]
-    result = SolverResult(W=W, H=H, n_iter=start_iteration, loss_history=history, final_divergence=divergence)
+    result = SolverResult(W=W, H=H, n_iter=start_iteration, loss_history=history, final_divergence=divergence,
+                          solver_state=solver_state)
     progress = None
     if verbose:
         from tqdm.auto import tqdm
@@ -263,7 +294,8 @@ def solve(
             if not math.isfinite(current):
                 raise non_finite_error(result.n_iter, n_iter, current, problem.X, problem.beta)
             history.append(current)
-            result = SolverResult(W=W, H=H, n_iter=n_iter, loss_history=history, final_divergence=divergence)
+            result = SolverResult(W=W, H=H, n_iter=n_iter, loss_history=history, final_divergence=divergence,
+                                  solver_state=current_state())
             if on_check is not None:
                 on_check(result)
             if progress is not None:

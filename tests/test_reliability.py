@@ -83,10 +83,11 @@ def test_out_of_memory_on_sparse_data_sizes_the_stored_entries():
     assert "X is 200×100 1000 stored entries of" in message and "pass X as a sparse matrix" not in message
 
 
-@pytest.mark.parametrize("solver", ["mu", "hals"])
-def test_checkpoint_and_resume_reach_the_uninterrupted_result(tmp_path, monkeypatch, solver):
+@pytest.mark.parametrize("solver,extrapolate", [("mu", False), ("hals", False), ("hals", True)],
+                         ids=["mu", "hals", "hals-extrapolated"])
+def test_checkpoint_and_resume_reach_the_uninterrupted_result(tmp_path, monkeypatch, solver, extrapolate):
     path = tmp_path / "fit.npz"
-    options = dict(n_components=3, solver=solver, tol=0.0, check_every=10, random_state=0)
+    options = dict(n_components=3, solver=solver, tol=0.0, check_every=10, random_state=0, extrapolate=extrapolate)
     straight = NMF(max_iter=60, **options).fit(X_DATA)
 
     op = "mu_update_h" if solver == "mu" else "hals_update_h"
