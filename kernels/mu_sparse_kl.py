@@ -129,7 +129,7 @@ def mu_sparse_kl_update_h(
     its column-major copy ``X.by_column``); W and H are float32, any strides. ``eps_r`` is the
     reconstruction floor of fastnmf.safeguard; ``l1``/``l2`` the regularization, as in the dense kernels;
     ``config`` overrides the tiles. For the W update pass ``X.T, H.T, W.T`` and transpose the result
-    (``Backend.mu_update_w``).
+    (``fastnmf.layouts.Layout.update_w``).
 
     W's rows are gathered once per stored entry: when they are not contiguous in memory (the W update's
     ``Hᵀ`` view has stride n between the k values of a row), W is copied to row-major first — m·k values

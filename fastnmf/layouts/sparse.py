@@ -2,8 +2,8 @@
 
 :class:`SparseMatrix` holds the CSR of X and the CSR of Xᵀ, both built once per fit (O(nnz) memory, no
 m×n array). ``.T`` swaps them, so a W update — the H update of the transposed problem ``Xᵀ ≈ Hᵀ Wᵀ``
-(:class:`fastnmf.layouts.Layout`) — works on sparse X exactly as on dense X. Every product below is written for
-the H update of ``X ≈ WH`` (W m×k, H k×n) and reads the column-major copy (the CSR of Xᵀ): a column of X
+(:class:`fastnmf.layouts.Layout`) — works on sparse X exactly as on dense X. Every product below is
+written for the H update of ``X ≈ WH`` (W m×k, H k×n) and reads the column-major copy (the CSR of Xᵀ): a column of X
 is one contiguous row there, so ``WᵀY`` is one sparse–dense product without atomics.
 
 The primitives, all device-agnostic PyTorch:
@@ -16,8 +16,9 @@ The primitives, all device-agnostic PyTorch:
 
 As a layout (costs per β: docs/maths.md, section "Sparse and weighted X") it is one block whose stored
 entries are the non-zeros, with :attr:`~fastnmf.layouts.Layout.implicit_zeros` set: the zeros of X count
-in the terms that do not vanish at x = 0. Besides, a few tensor-like methods (``shape``, ``dtype``, ``device``, ``max``, ``mean``, ``to``, ``/``) let
-the fit path (scaling, safeguard floor, initialization) treat a sparse X like a dense one.
+in the terms that do not vanish at x = 0. Besides, a few tensor-like methods (``shape``, ``dtype``,
+``device``, ``max``, ``mean``, ``to``, ``/``) let the fit path (scaling, safeguard floor, initialization)
+treat a sparse X like a dense one.
 """
 
 from __future__ import annotations
