@@ -112,17 +112,18 @@ def matmul_tn(
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
     target = launch.new_workspace(splits, k, n, device=X.device) if splits > 1 else out.unsqueeze(0)
     grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k), splits)
-    _matmul_tn_kernel[grid](
-        W, X, target,
-        m, n, k, rows_per_split,
-        *W.stride(), *X.stride(), *target.stride(),
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k,
-        PRECISION=precision,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
+        _matmul_tn_kernel[grid](
+            W, X, target,
+            m, n, k, rows_per_split,
+            *W.stride(), *X.stride(), *target.stride(),
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            PRECISION=precision,
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+        )
     if splits > 1:
         torch.sum(target, dim=0, out=out)
     return out

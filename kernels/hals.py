@@ -195,14 +195,15 @@ def hals_sweeps(
     steps = hals_step_sizes(B, l2).contiguous()  # on the device: no host synchronisation
     if l2:
         B = B + l2 * torch.eye(k, dtype=B.dtype, device=B.device)  # B' (k×k), as the torch sweep
-    _hals_sweep_kernel[(programs,)](
-        H, A, B, steps, out, sweeps,
-        n, k, max_sweeps,
-        *H.stride(), *A.stride(), *B.stride(), *out.stride(),
-        l1, factor_floor(torch.float32), delta * delta,
-        EARLY_STOP=max_sweeps > 1,
-        BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k,
-        num_warps=cfg.num_warps,
-    )
+    with launch.on_device(H.device):  # the kernel runs on its tensors' GPU, not the current one
+        _hals_sweep_kernel[(programs,)](
+            H, A, B, steps, out, sweeps,
+            n, k, max_sweeps,
+            *H.stride(), *A.stride(), *B.stride(), *out.stride(),
+            l1, factor_floor(torch.float32), delta * delta,
+            EARLY_STOP=max_sweeps > 1,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            num_warps=cfg.num_warps,
+        )
     return out, sweeps

@@ -8,6 +8,7 @@ entry a kernel forgets to write fails a test. The library itself allocates plain
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "check_scalar",
     "new_output",
     "new_workspace",
+    "on_device",
     "split_rows",
 ]
 
@@ -167,3 +169,10 @@ def split_rows(m: int, split: int, block_m: int) -> tuple[int, int]:
     """Rows per split of the m loop (a multiple of BLOCK_M, ≥ BLOCK_M) and the number of non-empty splits."""
     rows = triton.cdiv(triton.cdiv(max(m, 1), split), block_m) * block_m
     return rows, max(1, triton.cdiv(m, rows))
+
+
+def on_device(device: torch.device):
+    """The context a launch runs in: ``torch.cuda.device(device)`` for a CUDA tensor — Triton launches on
+    the *current* device, which need not be the tensors' (one process driving cuda:1, a torchrun rank) —
+    and nothing on the CPU (the interpreter)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

@@ -191,23 +191,24 @@ def mu_beta_update_h(
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out
         den_strides = (0, 0, 0)
     grid = (triton.cdiv(n, cfg.block_n), splits)
-    _mu_beta_h_kernel[grid](
-        X, W, H, out, num_ws, den_ws,
-        m, n, k, rows_per_split,
-        *X.stride(), *W.stride(), *H.stride(), *out.stride(),
-        *(num_ws.stride() if use_split else (0, 0, 0)), *den_strides,
-        beta, eps_r, gamma, l1, l2, tiny, phi,
-        BETA_CASE=case,
-        FLOOR_R=beta < 2.0,
-        HAS_GAMMA=gamma != 1.0,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k,
-        SPLIT_M=use_split,
-        PRECISION=precision,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
+        _mu_beta_h_kernel[grid](
+            X, W, H, out, num_ws, den_ws,
+            m, n, k, rows_per_split,
+            *X.stride(), *W.stride(), *H.stride(), *out.stride(),
+            *(num_ws.stride() if use_split else (0, 0, 0)), *den_strides,
+            beta, eps_r, gamma, l1, l2, tiny, phi,
+            BETA_CASE=case,
+            FLOOR_R=beta < 2.0,
+            HAS_GAMMA=gamma != 1.0,
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            SPLIT_M=use_split,
+            PRECISION=precision,
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+        )
     if use_split:
         # KL's partial column sums are (splits, k): seen as (splits, k, n) with stride 0 along n.
         den_view = den_ws[:, :, None].expand(splits, k, n) if case == KL else den_ws

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import launch
 from .configs import padded_rank
 from .tile_ops import mu_epilogue, tile_pointers
 
@@ -83,15 +84,16 @@ def finalize_split_update(
     block_k = min(padded_rank(k), 64)
     block_n = 64
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k))
-    _mu_finalize_kernel[grid](
-        numerator, denominator, H, out,
-        k, n, splits, den_splits,
-        *numerator.stride(), *denominator.stride(),
-        *H.stride(), *out.stride(),
-        gamma, l1, l2, tiny, phi,
-        HAS_GAMMA=gamma != 1.0,
-        BLOCK_K=block_k,
-        BLOCK_N=block_n,
-        num_warps=8,  # 64×64 tiles: 255 registers and 32 bytes of spills with 4 warps, 128 with 8 (sm_90)
-    )
+    with launch.on_device(H.device):  # the kernel runs on its tensors' GPU, not the current one
+        _mu_finalize_kernel[grid](
+            numerator, denominator, H, out,
+            k, n, splits, den_splits,
+            *numerator.stride(), *denominator.stride(),
+            *H.stride(), *out.stride(),
+            gamma, l1, l2, tiny, phi,
+            HAS_GAMMA=gamma != 1.0,
+            BLOCK_K=block_k,
+            BLOCK_N=block_n,
+            num_warps=8,  # 64×64 tiles: 255 registers and 32 bytes of spills with 4 warps, 128 with 8 (sm_90)
+        )
     return out

@@ -143,21 +143,22 @@ def mu_frobenius_update_h(
     else:
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out
     grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k), splits)
-    _mu_frobenius_h_kernel[grid](
-        X, W, H, gram, out, num_ws, den_ws,
-        m, n, k, rows_per_split,
-        *X.stride(), *W.stride(), *H.stride(), *gram.stride(), *out.stride(),
-        *(num_ws.stride() if use_split else (0, 0, 0)),
-        *(den_ws.stride()[1:] if use_split else (0, 0)),
-        l1, l2, tiny, phi,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k,
-        SPLIT_M=use_split,
-        PRECISION=precision,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
+        _mu_frobenius_h_kernel[grid](
+            X, W, H, gram, out, num_ws, den_ws,
+            m, n, k, rows_per_split,
+            *X.stride(), *W.stride(), *H.stride(), *gram.stride(), *out.stride(),
+            *(num_ws.stride() if use_split else (0, 0, 0)),
+            *(den_ws.stride()[1:] if use_split else (0, 0)),
+            l1, l2, tiny, phi,
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            SPLIT_M=use_split,
+            PRECISION=precision,
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+        )
     if use_split:
         finalize_split_update(num_ws, den_ws, 1, H, out, gamma=1.0, l1=l1, l2=l2, tiny=tiny, phi=phi)
     return out

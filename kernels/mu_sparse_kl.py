@@ -148,14 +148,15 @@ def mu_sparse_kl_update_h(
     if k > 1 and W.stride(1) != 1:
         W = W.contiguous()
     pattern = X.by_column
-    _mu_sparse_kl_h_kernel[(n,)](
-        pattern.crow_indices(), _non_empty(pattern.col_indices()), _non_empty(pattern.values()),
-        _non_empty(W), H, colsum, out,
-        k,
-        *W.stride(), *H.stride(), *out.stride(),
-        eps_r, l1, l2, denominator_floor(torch.float32), factor_floor(torch.float32),
-        BLOCK_NNZ=cfg.block_nnz,
-        BLOCK_K=cfg.block_k,
-        num_warps=cfg.num_warps,
-    )
+    with launch.on_device(W.device):  # the kernel runs on its tensors' GPU, not the current one
+        _mu_sparse_kl_h_kernel[(n,)](
+            pattern.crow_indices(), _non_empty(pattern.col_indices()), _non_empty(pattern.values()),
+            _non_empty(W), H, colsum, out,
+            k,
+            *W.stride(), *H.stride(), *out.stride(),
+            eps_r, l1, l2, denominator_floor(torch.float32), factor_floor(torch.float32),
+            BLOCK_NNZ=cfg.block_nnz,
+            BLOCK_K=cfg.block_k,
+            num_warps=cfg.num_warps,
+        )
     return out

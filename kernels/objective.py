@@ -122,20 +122,21 @@ def factorization_divergence(
     case = beta_case(beta)
     grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
     partials = launch.new_workspace(grid[0], device=X.device, dtype=torch.float64)
-    _beta_divergence_kernel[grid](
-        X, W, H, partials,
-        m, n, k,
-        *X.stride(), *W.stride(), *H.stride(),
-        beta, eps_r,
-        BETA_CASE=case,
-        FLOOR_R=beta < 2.0,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k,
-        PRECISION=precision,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
+        _beta_divergence_kernel[grid](
+            X, W, H, partials,
+            m, n, k,
+            *X.stride(), *W.stride(), *H.stride(),
+            beta, eps_r,
+            BETA_CASE=case,
+            FLOOR_R=beta < 2.0,
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            PRECISION=precision,
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+        )
     total = partials.sum()
     if case == GENERAL:
         total = total / (beta * (beta - 1.0))

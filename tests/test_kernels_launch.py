@@ -139,3 +139,14 @@ def test_gpu_configs_are_valid_for_many_shapes():
             config = make(m, n, k, device)
             assert config.split_m >= 1 and config.block_k >= 16
         assert configs.mu_beta_config(m, n, k, device).block_k >= k
+
+
+def test_launches_run_on_their_tensors_device():
+    import contextlib
+
+    from fastnmf.kernels import launch
+
+    assert isinstance(launch.on_device(torch.device("cpu")), contextlib.nullcontext)
+    # Built without touching CUDA (entering it would): the device index is the tensors', not the current one.
+    context = launch.on_device(torch.device("cuda", 1))
+    assert isinstance(context, torch.cuda.device) and context.idx == 1
