@@ -146,3 +146,16 @@ def test_beta_updates_above_the_fused_rank_cap_run_the_torch_rule(monkeypatch):
         expected = TORCH_BACKEND.mu_update_h(X.double(), W.double(), H.double(), beta=1.0, eps_r=eps_r_for(X))
         assert relative_error(got, expected) <= 1e-5
     assert calls == [4]  # rank 5 went to the torch rule, rank 4 to the kernel
+
+
+@pytest.mark.parametrize("precision", ["tf32", "tf32x3"])
+def test_the_objective_is_always_full_fp32(monkeypatch, precision):
+    from fastnmf import kernels
+
+    seen = []
+    real = kernels.factorization_divergence
+    monkeypatch.setattr(kernels, "factorization_divergence",
+                        lambda *a, **k: seen.append(k["precision"]) or real(*a, **k))
+    X, W, H = make_problem(20, 15, 3, device=DEVICE)
+    make_dense_backend(precision).objective(DenseMatrix(X), W, H, beta=1.0, eps_r=eps_r_for(X))
+    assert seen == ["ieee"]
