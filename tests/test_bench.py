@@ -243,3 +243,20 @@ def test_flags_reach_the_table(tiny_run):
     record = json.loads(json.dumps(next(r for r in records if r["status"] == "ok")))
     record["flags"] = ["nan"]
     assert "| nan |" in markdown([record])
+
+
+def test_precision_emulation_matches_what_the_dot_precisions_compute():
+    from bench.precision import emulated_matmul, emulated_products, round_to_tf32
+    from fastnmf.layouts import dense
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(60, 40, generator=g), torch.rand(40, 30, generator=g)
+    exact = a.double() @ b.double()
+    error = {mode: float((emulated_matmul(a, b, mode).double() - exact).abs().max() / exact.abs().max())
+             for mode in ("ieee", "tf32", "tf32x3")}
+    assert error["ieee"] < 1e-6 and error["tf32x3"] < 1e-6 and 1e-5 < error["tf32"] < 1e-3, error
+    assert round_to_tf32(torch.tensor([3.14159265])).item() == 3.140625  # 10 mantissa bits
+    before = dense.transposed_product
+    with emulated_products("tf32"):
+        assert dense.transposed_product is not before
+    assert dense.transposed_product is before

@@ -21,7 +21,7 @@ import torch
 
 from ..layouts import DenseMatrix, Layout, SparseMatrix, WeightedMatrix
 from . import registry, torch_backend
-from .contract import BACKEND_NAMES, PRECISIONS, Backend, interpreting, triton_available
+from .contract import BACKEND_NAMES, DEFAULT_PRECISION, PRECISIONS, Backend, interpreting, triton_available
 
 __all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "resolve_backend", "supported_solvers", "check_solver",
            "resolve_solver", "interpreting", "triton_available"]
@@ -79,20 +79,23 @@ def _implementation(name: str, X: Layout) -> str:
     return "torch"
 
 
-def resolve_backend(name: str, X: Layout, precision: str = "ieee", *, solver: str | None = None) -> Backend:
+def resolve_backend(name: str, X: Layout, precision: str = "auto", *, solver: str | None = None) -> Backend:
     """The backend that runs ``solver`` on layout X.
 
     ``"auto"``: Triton for CUDA data in float32/float16/bfloat16 when Triton imports and has kernels for
     X's layout, else torch (float64 data keeps float64 factors, which only the torch backend computes).
     ``"triton"`` on a CPU tensor needs the Triton interpreter (``TRITON_INTERPRET=1``, set before fastnmf
     is imported); on a layout without kernels (entry weights) it is an error rather than a silent change
-    of backend. ``precision`` is the precision of the Triton kernels' matrix products (``"ieee"`` fp32,
+    of backend. ``precision`` is the precision of the Triton kernels' matrix products (``"auto"``:
+    ``contract.DEFAULT_PRECISION``; ``"ieee"`` fp32,
     ``"tf32"``, ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"Invalid backend {name!r}: expected one of {list(BACKEND_NAMES)}.")
-    if precision not in PRECISIONS:
-        raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISIONS)}.")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision {precision!r}: expected one of {['auto', *PRECISIONS]}.")
+    if precision == "auto":
+        precision = DEFAULT_PRECISION
     implementation = _implementation(name, X)
     entry = registry.find(implementation, type(X))
     if implementation == "triton":

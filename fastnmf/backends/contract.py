@@ -15,12 +15,17 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "interpreting", "triton_available"]
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "interpreting", "triton_available"]
 
 #: what users pass as ``backend=``.
 BACKEND_NAMES = ("auto", "torch", "triton")
 #: precision of the Triton kernels' matrix products (``tl.dot(input_precision=...)``).
 PRECISIONS = ("ieee", "tf32", "tf32x3")
+#: what ``precision="auto"`` (the default) runs: tf32x3 — three tf32 tensor-core products per dot — kept
+#: whole fits within 6e-7 of the fp32 loss where plain tf32 drifted by up to 1.4e-3 (products emulated on
+#: the CPU, ``python -m bench.precision``; bench/results/cpu-2core-amd-epyc/precision-emulation.md), and
+#: fp32 FMA makes the dense kernels compute-bound on an H100/H200 from k ≈ 14–40 (docs/kernels.md).
+DEFAULT_PRECISION = "tf32x3"
 
 
 def interpreting() -> bool:
