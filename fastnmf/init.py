@@ -12,7 +12,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.extmath import randomized_svd
 
-__all__ = ["INIT_NAMES", "default_init", "initialize"]
+__all__ = ["INIT_NAMES", "default_init", "initialize", "random_start"]
 
 INIT_NAMES = ("random", "nndsvd", "nndsvda", "nndsvdar", "custom")
 
@@ -29,12 +29,20 @@ def _to_torch(array: np.ndarray, like: torch.Tensor, dtype: torch.dtype) -> torc
     return torch.from_numpy(np.ascontiguousarray(array)).to(device=like.device, dtype=dtype)
 
 
-def _random(X, k, dtype, rng):
-    m, n = X.shape
-    avg = np.sqrt(float(X.mean(dtype=torch.float64)) / k)
-    # Same order of draws as scikit-learn: H first, then W.
+def random_start(shape: tuple[int, int], mean: float, k: int, random_state):
+    """scikit-learn's random start as float64 numpy arrays: ``|N(0, 1)|·sqrt(mean(X)/k)``, H drawn
+    first, then W. A function of X's shape, its mean and the seed only (a distributed fit draws the same
+    start on every process grid and slices it)."""
+    rng = check_random_state(random_state)
+    m, n = shape
+    avg = np.sqrt(mean / k)
     H = np.abs(avg * rng.standard_normal(size=(k, n)))
     W = np.abs(avg * rng.standard_normal(size=(m, k)))
+    return W, H
+
+
+def _random(X, k, dtype, random_state):
+    W, H = random_start(tuple(X.shape), float(X.mean(dtype=torch.float64)), k, random_state)
     return _to_torch(W, X, dtype), _to_torch(H, X, dtype)
 
 
@@ -91,7 +99,7 @@ def _nndsvd(X, k, dtype, random_state, variant):
 def initialize(X: torch.Tensor, n_components: int, init: str, random_state, dtype: torch.dtype):
     """Return ``(W, H)`` of shapes (m×k), (k×n) in ``dtype`` on X's device (before the factor floor)."""
     if init == "random":
-        return _random(X, n_components, dtype, check_random_state(random_state))
+        return _random(X, n_components, dtype, random_state)
     if init in ("nndsvd", "nndsvda", "nndsvdar"):
         if n_components > min(X.shape):
             raise ValueError(

@@ -215,7 +215,7 @@ class _HALS:
         """
         if any(self.problem.penalties.w + self.problem.penalties.h):
             return
-        w_norms, h_norms = self.W_y.norm(dim=0), self.H_y.norm(dim=1)
+        w_norms, h_norms = self.problem.X.component_norms(self.W_y, self.H_y)
         usable = (w_norms > 0) & (h_norms > 0)
         d = torch.where(usable, torch.sqrt(h_norms / torch.where(usable, w_norms, 1.0)), 1.0)
         self.W_y, self.H_y = (apply_factor_floor_(self.W_y * d), apply_factor_floor_(self.H_y / d[:, None]))

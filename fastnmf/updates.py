@@ -16,6 +16,7 @@ The W update is the H update of ``Xᵀ ≈ Hᵀ Wᵀ`` (``Layout.update_w``). Th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -69,6 +70,9 @@ class MUStatistics:
     numerator: torch.Tensor
     denominator: torch.Tensor | None = None
     gram: torch.Tensor | None = None
+    #: fields with one column per column of H (a sharded layout scatters them; it sums the others whole —
+    #: a k×1 denominator broadcasts over the columns).
+    per_column: ClassVar[tuple[str, ...]] = ("numerator", "denominator")
 
     def __add__(self, other: "MUStatistics") -> "MUStatistics":
         return MUStatistics(self.numerator + other.numerator, _add(self.denominator, other.denominator),
@@ -127,6 +131,7 @@ class HALSStatistics:
 
     A: torch.Tensor
     B: torch.Tensor
+    per_column: ClassVar[tuple[str, ...]] = ("A",)
 
     def __add__(self, other: "HALSStatistics") -> "HALSStatistics":
         return HALSStatistics(self.A + other.A, self.B + other.B)

@@ -164,6 +164,11 @@ class Layout(ABC):
         """``WᵀW`` (k×k). A sharded layout all-reduces it."""
         return W.T @ W
 
+    def component_norms(self, W: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(‖w_j‖, ‖h_j‖)`` for every component j (columns of W, rows of H). A sharded layout, whose
+        solver holds parts of the factors, all-reduces the squares."""
+        return W.norm(dim=0), H.norm(dim=1)
+
     def column_sums(self, W: torch.Tensor) -> torch.Tensor:
         """``Wᵀ1`` as a k×1 column (the KL denominator, broadcast over the columns of H)."""
         return W.sum(dim=0).unsqueeze(1)
