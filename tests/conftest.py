@@ -54,3 +54,32 @@ def nan_poisoned_outputs():
         patch.setattr(launch, "new_output", lambda like: poison(plain_output(like)))
         patch.setattr(launch, "new_workspace", lambda *shape, **options: poison(plain_workspace(*shape, **options)))
         yield
+
+
+@pytest.fixture(scope="session")
+def distributed_session():
+    """Every distributed case, run once on 4 gloo ranks (``distributed_cases.session``): per rank a dict
+    ``case → outcome``; rank 3 dies in the last case, so its entry is a ``RankExit``."""
+    import distributed_cases
+
+    return distributed_cases.run_session()
+
+
+@pytest.fixture(scope="session")
+def single_process_fit():
+    """``single_process_fit(sparse, **options)``: the same fit in this process (cached), as (W, H, n_iter)."""
+    import distributed_cases
+
+    import fastnmf
+
+    cache = {}
+
+    def fit(sparse, shape=distributed_cases.SHAPE, seed=0, **options):
+        key = (sparse, shape, seed, repr(sorted(options.items())))
+        if key not in cache:
+            options.setdefault("n_components", distributed_cases.RANK)
+            X = distributed_cases.data(sparse, shape, seed)
+            cache[key] = fastnmf.non_negative_factorization(X, **options)
+        return cache[key]
+
+    return fit

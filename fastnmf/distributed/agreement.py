@@ -12,23 +12,19 @@ from __future__ import annotations
 import torch.distributed as dist
 
 from ..checkpoint import CheckpointError
+from .comm import DistributedError, run
 
 __all__ = ["DistributedError", "agree", "exchange"]
 
-
-class DistributedError(RuntimeError):
-    """A collective of a distributed fit failed: another rank died, or did not answer within the timeout."""
-
-
 # Errors re-raised on every rank with their own type; anything else becomes a RuntimeError.
-_KNOWN = {cls.__name__: cls for cls in (ValueError, TypeError, RuntimeError, MemoryError, FileNotFoundError,
-                                        FloatingPointError, CheckpointError, NotImplementedError)}
+_KNOWN = {cls.__name__: cls for cls in (DistributedError, ValueError, TypeError, RuntimeError, MemoryError,
+                                        FileNotFoundError, FloatingPointError, CheckpointError, NotImplementedError)}
 
 
 def exchange(value, group) -> list:
     """``value`` of every rank of ``group``, in group-rank order (a pickled all-gather)."""
     values = [None] * dist.get_world_size(group)
-    dist.all_gather_object(values, value, group=group)
+    run("all_gather_object", dist.all_gather_object, values, value, group=group)
     return values
 
 

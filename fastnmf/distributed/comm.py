@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-__all__ = ["PayloadLog", "count_payload", "all_reduce", "all_reduce_max", "all_gather_parts",
-           "reduce_scatter_parts"]
+__all__ = ["DistributedError", "run", "PayloadLog", "count_payload", "all_reduce", "all_reduce_max",
+           "all_gather_parts", "reduce_scatter_parts"]
 
 
 @dataclass
@@ -54,6 +54,23 @@ def count_payload():
         _ACTIVE.remove(log)
 
 
+class DistributedError(RuntimeError):
+    """A collective failed: another rank died, or did not answer within the group's timeout."""
+
+
+def run(operation: str, collective, *args, **kwargs):
+    """``collective(*args, **kwargs)``, its failure (NCCL and gloo raise RuntimeError subclasses, naming the
+    peer's address at best) turned into a :class:`DistributedError` that says what it means."""
+    try:
+        return collective(*args, **kwargs)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DistributedError(
+            f"rank {dist.get_rank()}: {operation} failed — another rank died or did not answer within the "
+            f"process group's timeout ({first_line})"
+        ) from error
+
+
 def _record(operation: str, tensor_bytes: int, group) -> None:
     for log in _ACTIVE:
         log.records.append((operation, int(tensor_bytes), dist.get_world_size(group)))
@@ -67,7 +84,7 @@ def all_reduce(tensor: torch.Tensor, group) -> torch.Tensor:
     """Sum over ``group``, in place; returns ``tensor``."""
     if group is not None:
         _record("all_reduce", _nbytes(tensor), group)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+        run("all_reduce", dist.all_reduce, tensor, op=dist.ReduceOp.SUM, group=group)
     return tensor
 
 
@@ -75,7 +92,7 @@ def all_reduce_max(tensor: torch.Tensor, group) -> torch.Tensor:
     """Maximum over ``group``, in place (flags and maxima: counted with the all-reduces)."""
     if group is not None:
         _record("all_reduce", _nbytes(tensor), group)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=group)
+        run("all_reduce", dist.all_reduce, tensor, op=dist.ReduceOp.MAX, group=group)
     return tensor
 
 
@@ -106,7 +123,7 @@ def all_gather_parts(part: torch.Tensor, dim: int, sizes: list[int], rank: int, 
     # The tensor collectives take the members' chunks stacked along dim 0 (p·widest rows).
     gathered = torch.empty((len(sizes) * widest, *padded.shape[1:]), dtype=part.dtype, device=part.device)
     _record("all_gather", sum(sizes) * _nbytes(padded) // max(widest, 1), group)
-    gather_into_tensor(gathered, padded, group=group)
+    run("all_gather", gather_into_tensor, gathered, padded, group=group)
     gathered = gathered.view(len(sizes), *padded.shape)
     whole = torch.cat([gathered[index, :size] for index, size in enumerate(sizes)], dim=0)
     return whole.movedim(0, dim).contiguous()
@@ -120,5 +137,5 @@ def reduce_scatter_parts(tensor: torch.Tensor, dim: int, sizes: list[int], rank:
     chunks = _padded_chunks(tensor, dim, sizes)
     mine = torch.empty(chunks.shape[1:], dtype=tensor.dtype, device=tensor.device)
     _record("reduce_scatter", _nbytes(tensor), group)
-    reduce_scatter_tensor(mine, chunks.flatten(0, 1), op=dist.ReduceOp.SUM, group=group)
+    run("reduce_scatter", reduce_scatter_tensor, mine, chunks.flatten(0, 1), op=dist.ReduceOp.SUM, group=group)
     return mine[:sizes[rank]].movedim(0, dim).contiguous()

@@ -30,7 +30,7 @@ from ..scaling import choose_scaling
 from ..solvers import solve, supports
 from ..validation import as_tensor, check_factor
 from . import comm
-from .agreement import DistributedError, agree
+from .agreement import agree
 from .checkpoints import ShardCheckpointWriter
 from .grid import ProcessGrid, make_grid, split_sizes
 from .layout import ShardedMatrix, ShardedProblem
@@ -60,8 +60,8 @@ class DistributedOutput:
     shape: tuple[int, int]
 
 
-def _params_fingerprint(params: dict) -> str:
-    return json.dumps({key: repr(value) for key, value in sorted(params.items())})
+def _params_fingerprint(params: dict) -> dict:
+    return {key: repr(value) for key, value in sorted(params.items())}
 
 
 def _local_phase(X_local, n_components, options, start):
@@ -93,11 +93,15 @@ def _global_shape(grid: ProcessGrid, infos: list) -> tuple[int, int]:
     """Check that the blocks fit the grid (``shard``'s split) and agree; return the global (m, n)."""
     first = infos[0]
     for rank, info in enumerate(infos):
-        for key, what in (("params", "options"), ("dtype", "dtype"), ("sparse", "sparse or dense storage"),
-                          ("device", "device type")):
+        differ = {key: (value, first["params"].get(key)) for key, value in info["params"].items()
+                  if value != first["params"].get(key)}
+        if differ:
+            described = ", ".join(f"{key}={mine} (rank 0: {theirs})" for key, (mine, theirs) in differ.items())
+            raise ValueError(f"Every rank must pass the same options: rank {rank} has {described}.")
+        for key, what in (("dtype", "dtype"), ("sparse", "sparse or dense storage"), ("device", "device type")):
             if info[key] != first[key]:
-                raise ValueError(f"Every rank must pass the same {what}: rank {rank} has {info[key]!s:.200}, rank 0 "
-                                 f"{first[key]!s:.200}.")
+                raise ValueError(f"Every rank must pass the same {what}: rank {rank} has {info[key]}, rank 0 "
+                                 f"{first[key]}.")
     heights = [infos[i * grid.columns]["shape"][0] for i in range(grid.rows)]
     widths = [infos[j]["shape"][1] for j in range(grid.columns)]
     m, n = sum(heights), sum(widths)
@@ -213,11 +217,6 @@ def fit_distributed(X_local, n_components, options, *, grid=None, group=None, W=
     except FitInterrupted as interrupt:
         interrupt.output = DistributedOutput(to_user(interrupt.result), kind, grid, (m, n))
         raise
-    except dist.DistBackendError as error:
-        raise DistributedError(
-            f"Rank {rank}: a collective of the distributed fit failed — another rank died or did not answer within "
-            f"the process group's timeout ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})."
-        ) from error
     if result.stop_reason == "max_iter" and p["tol"] > 0:
         warnings.warn(
             f"Maximum number of iterations {p['max_iter']} reached before the relative decrease of the "

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from .agreement import exchange
-from .comm import gather_into_tensor
+from .comm import gather_into_tensor, run
 from .grid import ProcessGrid, make_grid
 
 __all__ = ["Shard", "shard", "owned_parts", "gather"]
@@ -28,6 +28,12 @@ class Shard(NamedTuple):
 def _as_grid(grid, rank: int) -> ProcessGrid:
     if isinstance(grid, ProcessGrid):
         return ProcessGrid(grid.rows, grid.columns, grid.position_of(rank))
+    if grid is None:  # the distributed fit's default: row blocks over the world
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("grid=None means (world size, 1), but no process group is initialized: pass (p_r, p_c).")
+        grid = (dist.get_world_size(), 1)
+    elif hasattr(grid, "get_group") and hasattr(grid, "mesh"):  # a DeviceMesh: its shape, ranks row-major
+        grid = tuple(int(size) for size in grid.shape)
     try:
         rows, columns = (int(value) for value in grid)
     except (TypeError, ValueError):
@@ -57,7 +63,8 @@ def _block(X, rows: range, columns: range):
 
 
 def shard(X, grid, rank: int) -> Shard:
-    """The block of X that group rank ``rank`` holds on ``grid`` (``(p_r, p_c)`` or a ProcessGrid).
+    """The block of X that group rank ``rank`` holds on ``grid`` (``(p_r, p_c)``, a ProcessGrid, a 2-D
+    DeviceMesh, or None: ``(world size, 1)`` as in the distributed fit).
 
     X may be a numpy array or ``np.memmap`` (sliced as a view: nothing outside the block is read), a
     scipy.sparse matrix (CSR/CSC sliced, other formats converted to CSR) or a torch tensor, dense or sparse.
@@ -91,12 +98,12 @@ def _gather_rows(part: torch.Tensor, sizes: list[int], order: list[int], group, 
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     if dst is None:
         gathered = torch.empty((world * widest, *padded.shape[1:]), dtype=part.dtype, device=part.device)
-        gather_into_tensor(gathered, padded, group=group)
+        run("all_gather", gather_into_tensor, gathered, padded, group=group)
         gathered = gathered.view(world, *padded.shape)
     else:
         gathered = [torch.empty_like(padded) for _ in range(world)] if rank == dst else None
-        dist.gather(padded, gathered, dst=dist.get_global_rank(group, dst) if group is not dist.group.WORLD else dst,
-                    group=group)
+        run("gather", dist.gather, padded, gathered,
+            dst=dist.get_global_rank(group, dst) if group is not dist.group.WORLD else dst, group=group)
         if rank != dst:
             return None
     return torch.cat([gathered[r][:sizes[r]] for r in order], dim=0)
