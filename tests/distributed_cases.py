@@ -1,4 +1,4 @@
-"""What the distributed tests run on 4 gloo ranks in one process group (``distributed_harness``).
+"""What the distributed tests run on 4 gloo ranks in one process group (``fastnmf.distributed.local``).
 
 :func:`session` runs every case in one spawned world of 4 (a process group per world size is what keeps
 the distributed tests within their time budget) and returns, per rank, a dict ``case → outcome``:
@@ -158,7 +158,7 @@ def session(rank: int, world: int, checkpoint_root: str):
 
 
 def run_session(deadline: float = 240.0):
-    from distributed_harness import run_ranks
+    from fastnmf.distributed.local import run_local
 
     with tempfile.TemporaryDirectory() as root:
-        return run_ranks(4, session, root, deadline=deadline, collective_timeout=30.0, allow_exit=True)
+        return run_local(4, session, root, deadline=deadline, collective_timeout=30.0, allow_exit=True)

@@ -260,3 +260,18 @@ def test_precision_emulation_matches_what_the_dot_precisions_compute():
     with emulated_products("tf32"):
         assert dense.transposed_product is not before
     assert dense.transposed_product is before
+
+
+@pytest.mark.slow
+def test_distributed_benchmark_counts_the_formula(tmp_path):
+    """``python -m bench --distributed 2`` on a tiny X: one row per grid and case, payload as the formula says."""
+    out = tmp_path / "distributed.jsonl"
+    assert main(["--distributed", "2", "--shape", "60", "40", "3", "--out", str(out), "--table", str(tmp_path / "d.md")]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(tuple(r["grid"]), r["case"]) for r in records] == [
+        (grid, case) for grid in ((1, 1), (2, 1)) for case in ("frobenius-mu", "frobenius-hals", "kl-mu")]
+    for record in records:
+        payload = record["payload_bytes_per_iter"]
+        assert payload["all_gather"] + payload["reduce_scatter"] == record["expected_bytes_per_iter"]
+        assert math.isfinite(record["ms_per_iter"]) and math.isfinite(record["single_process_ms_per_iter"])
+    assert "| 2×1 | 2 | kl-mu |" in (tmp_path / "d.md").read_text()

@@ -43,7 +43,7 @@ def test_a_grid_that_does_not_match_the_group_size(distributed_session):
 
 
 def test_a_rank_that_dies_makes_its_partner_fail_fast(distributed_session):
-    from distributed_harness import RankExit
+    from fastnmf.distributed.local import RankExit
 
     assert isinstance(distributed_session[3], RankExit) and distributed_session[3].exitcode == 17
     killed = distributed_session[2]["killed"]

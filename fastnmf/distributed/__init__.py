@@ -20,9 +20,10 @@ from .checkpoints import read_manifest, read_shard
 from .comm import PayloadLog, count_payload
 from .fit import INITS, Start, fit_distributed
 from .grid import ProcessGrid, make_grid
+from .loss import factorization_loss
 from .sharding import Shard, gather, owned_parts, shard
 
-__all__ = ["non_negative_factorization", "resume", "shard", "gather", "owned_parts", "Shard", "ProcessGrid",
+__all__ = ["non_negative_factorization", "resume", "factorization_loss", "shard", "gather", "owned_parts", "Shard", "ProcessGrid",
            "make_grid", "count_payload", "PayloadLog", "DistributedError", "INITS"]
 
 # Options of a single fit that have no distributed meaning here.

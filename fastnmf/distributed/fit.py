@@ -217,7 +217,7 @@ def fit_distributed(X_local, n_components, options, *, grid=None, group=None, W=
     except FitInterrupted as interrupt:
         interrupt.output = DistributedOutput(to_user(interrupt.result), kind, grid, (m, n))
         raise
-    if result.stop_reason == "max_iter" and p["tol"] > 0:
+    if result.stop_reason == "max_iter" and p["tol"] > 0 and rank == 0:  # once per fit, as verbose
         warnings.warn(
             f"Maximum number of iterations {p['max_iter']} reached before the relative decrease of the "
             f"objective fell below tol={p['tol']}. Increase max_iter to improve convergence.",

@@ -1,10 +1,12 @@
-"""Run a function on N gloo ranks on 127.0.0.1, with a deadline: the distributed tests' launcher.
+"""Run a function on N gloo processes of this machine (127.0.0.1), with a deadline.
 
-``run_ranks(world, target, *args)`` spawns ``world`` processes (spawn start method, one torch thread
-each), initializes a gloo process group over TCP on a free local port, calls ``target(rank, world, *args)``
-on each and returns what each returned (pickled through files). A rank that raises reports its traceback;
-a rank that exits reports its exit code (:class:`RankExit`); past ``deadline`` seconds every process still
-running is killed and the test fails — no test can hang.
+``run_local(world, target, *args)`` spawns ``world`` processes (spawn start method, one torch thread each),
+initializes a gloo process group over TCP on a free loopback port, calls ``target(rank, world, *args)`` on
+each and returns what each returned (pickled through files). A rank that raises reports its traceback
+(:class:`RankFailed` in the caller); a rank that exits without returning reports its exit code
+(:class:`RankExit`, with ``allow_exit=True``); past ``deadline`` seconds every process still running is
+killed — nothing can hang. What the distributed tests and ``python -m bench --distributed N`` launch with;
+``target`` must be importable by name (a module-level function).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["run_local", "RankExit", "RankFailed", "free_port"]
+
 
 @dataclass
 class RankExit:
@@ -28,8 +32,8 @@ class RankExit:
     exitcode: int | None
 
 
-class RankFailed(AssertionError):
-    pass
+class RankFailed(RuntimeError):
+    """A rank raised, or ranks were still running at the deadline."""
 
 
 def free_port() -> int:
@@ -39,7 +43,8 @@ def free_port() -> int:
 
 
 def _entry(rank, world, port, timeout_s, target, args, out_dir):
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+    if os.path.exists("/sys/class/net/lo"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only: nothing leaves this machine
     import torch
     import torch.distributed as dist
 
@@ -57,9 +62,9 @@ def _entry(rank, world, port, timeout_s, target, args, out_dir):
     os._exit(0)
 
 
-def run_ranks(world: int, target, *args, deadline: float = 90.0, collective_timeout: float = 30.0,
+def run_local(world: int, target, *args, deadline: float = 90.0, collective_timeout: float = 30.0,
               allow_exit: bool = False) -> list:
-    """``[target(rank, world, *args) for every rank]``, run in ``world`` gloo processes."""
+    """``[target(rank, world, *args) for every rank]``, run in ``world`` gloo processes (module docstring)."""
     context = multiprocessing.get_context("spawn")
     port = free_port()
     with tempfile.TemporaryDirectory() as out_dir:
