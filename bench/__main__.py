@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import distributed
 
         m, n, k = args.shape or (4000, 2000, 32)
-        distributed.run(args.distributed, shape=(m, n), k=k, out=args.out, table=args.table)
+        distributed.run(args.distributed, shape=(m, n), k=k, out=args.out, table=args.table, wait_quiet_s=args.wait_quiet)
         return 0
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset_name = args.preset or ("gpu" if device.type == "cuda" else "cpu")

@@ -92,12 +92,19 @@ def _single_process(shape, k, iterations, threads):
         torch.set_num_threads(previous)
 
 
-def run(max_ranks: int, shape=(4000, 2000), k: int = 32, iterations: int = 20, out=None, table=None) -> list[dict]:
+def run(max_ranks: int, shape=(4000, 2000), k: int = 32, iterations: int = 20, out=None, table=None,
+        wait_quiet_s: float = 0.0) -> list[dict]:
     from fastnmf.distributed.local import run_local
 
+    from .environment import describe, load_average
+    from .machine import wait_until_quiet
+
+    environment = describe(torch.device("cpu"))
     records = []
     for grid in grids(max_ranks):
         world = grid[0] * grid[1]
+        waited = wait_until_quiet(wait_quiet_s) if wait_quiet_s > 0 else 0.0
+        load = load_average()
         per_rank = run_local(world, _rank_target, grid, tuple(shape), k, iterations, deadline=1800.0,
                              collective_timeout=600.0)
         single = _single_process(tuple(shape), k, iterations, world)
@@ -107,7 +114,8 @@ def run(max_ranks: int, shape=(4000, 2000), k: int = 32, iterations: int = 20, o
                                 ms_per_iter=rank0["ms_per_iter"], single_process_ms_per_iter=single[name],
                                 single_process_threads=world, payload_bytes_per_iter=rank0["payload"],
                                 collectives_per_iter=rank0["counts"], formula_bytes_per_iter=rank0["formula"],
-                                expected_bytes_per_iter=rank0["expected"]))
+                                expected_bytes_per_iter=rank0["expected"], waited_for_quiet_s=waited,
+                                load_average_at_start=load, environment=environment))
         print(f"[bench] grid {grid[0]}×{grid[1]} done", flush=True)
     text = markdown(records)
     print(text)
@@ -122,9 +130,17 @@ def run(max_ranks: int, shape=(4000, 2000), k: int = 32, iterations: int = 20, o
 
 
 def markdown(records: list[dict]) -> str:
-    cores = os.cpu_count()
+    cores, environment = os.cpu_count(), records[0]["environment"]
+    versions = environment["versions"]
     lines = [
         f"# fastnmf.distributed on gloo ranks of one machine ({cores} cores, 1 thread per rank)",
+        "",
+        f"{environment['cpu']}, {environment['timestamp']}, git {str(environment['git_sha'])[:10]}"
+        f"{' (uncommitted changes)' if environment['git_dirty_files'] else ''}; torch {versions.get('torch')}. "
+        "Load average at the start of each grid: "
+        + ", ".join(f"{r['grid'][0]}×{r['grid'][1]} {r['load_average_at_start']}" for r in records[::len(CASES)])
+        + (f"; waited for a quiet machine up to {max(r['waited_for_quiet_s'] for r in records):.0f} s."
+           if any(r["waited_for_quiet_s"] for r in records) else "."),
         "",
         f"X {records[0]['shape'][0]}×{records[0]['shape'][1]} float32, k = {records[0]['k']}. Payload: logical "
         "bytes per iteration on rank 0 (gathered blocks, reduce-scatter inputs, all-reduced tensors), with the "
