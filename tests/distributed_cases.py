@@ -137,8 +137,9 @@ def session(rank: int, world: int, checkpoint_root: str):
         fd.non_negative_factorization(block, RANK, grid=(2, 2), tol=0.0, max_iter=20, random_state=3, check_every=5,
                                       checkpoint=folder, checkpoint_every=0.0, **options)
         files = sorted(os.listdir(folder))
-        resumed = fd.resume(folder, block, grid=(2, 2), max_iter=40)
-        out[("checkpoint", label)] = dict(straight=straight, resumed=resumed, files=files)
+        resumed = fd.resume(folder, block, grid=(2, 2), max_iter=40, checkpoint_every=0.0)
+        out[("checkpoint", label)] = dict(straight=straight, resumed=resumed, files=files,
+                                          files_after_resume=sorted(os.listdir(folder)))
     out["resume-missing"] = _errors(lambda: fd.resume(os.path.join(checkpoint_root, "nothing"), good, grid=(2, 2)))
 
     # Last: rank 3 dies mid-fit; rank 2, its partner in a 1×2 fit, must fail within the timeout.

@@ -26,6 +26,9 @@ def test_the_folder_holds_a_manifest_and_each_rank_its_latest_shard(distributed_
         assert "manifest.json" in files
         own = [name for name in files if name.startswith(f"rank{rank:05d}-")]
         assert own == [f"rank{rank:05d}-iter000000020.npz"]  # the older ones deleted once the manifest moved on
+        # The resumed fit checkpoints into the same folder and retires the shard it started from.
+        after = distributed_session[rank][("checkpoint", label)]["files_after_resume"]
+        assert [name for name in after if name.startswith(f"rank{rank:05d}-")] == [f"rank{rank:05d}-iter000000040.npz"]
 
 
 def test_resuming_from_a_missing_checkpoint_fails_on_every_rank(distributed_session):

@@ -11,6 +11,7 @@ dense and sparse blocks. docs/distributed.md: the layout, who owns what, the pay
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import torch.distributed as dist
 
@@ -113,7 +114,8 @@ def resume(path, X_local, *, grid=None, group=None, callback=None, timeout=None,
     params.setdefault("checkpoint", str(path))
     n_components = params.pop("n_components")
     model = NMF(n_components, **params)
-    start = Start(checkpoint.W, checkpoint.H, checkpoint.n_iter, checkpoint.loss_history, checkpoint.solver_state)
+    start = Start(checkpoint.W, checkpoint.H, checkpoint.n_iter, checkpoint.loss_history, checkpoint.solver_state,
+                  str(Path(path) / manifest["shards"][rank]))
     output = fit_distributed(X_local, n_components, model, grid=grid, group=group, callback=callback,
                              timeout=timeout, start=start)
     return _returned(output)

@@ -57,14 +57,16 @@ class ShardCheckpointWriter:
     """``writer(result)`` at each objective check: every ``every`` seconds (any rank's clock: the
     decision is all-reduced), every rank writes its shard, then rank 0 the manifest."""
 
-    def __init__(self, folder, every: float, grid, rank: int, params: dict, shape, dtype: str):
+    def __init__(self, folder, every: float, grid, rank: int, params: dict, shape, dtype: str, device,
+                 previous: str | None = None):
         self.folder, self.every, self.grid, self.rank = Path(folder), float(every), grid, rank
-        self.params, self.shape, self.dtype = params, tuple(int(v) for v in shape), dtype
+        self.params, self.shape, self.dtype, self.device = params, tuple(int(v) for v in shape), dtype, device
         self.last_write = time.monotonic()
-        self.written: list[str] = []  # this rank's files, oldest first
+        # This rank's file that the current manifest names (the one a resumed fit started from).
+        self.written: list[str] = [previous] if previous else []
 
     def __call__(self, result) -> None:
-        due = torch.tensor([1.0 if time.monotonic() - self.last_write >= self.every else 0.0])
+        due = torch.tensor([1.0 if time.monotonic() - self.last_write >= self.every else 0.0], device=self.device)
         if not bool(comm.all_reduce_max(due, self.grid.group)[0]):
             return
         name = _shard_name(self.rank, result.n_iter)
@@ -86,7 +88,8 @@ class ShardCheckpointWriter:
             agree(lambda: (None, None), self.grid.group)
         # Every rank now knows the manifest names only the files just written: older ones can go.
         for old in self.written:
-            (self.folder / old).unlink(missing_ok=True)
+            if old != name:
+                (self.folder / old).unlink(missing_ok=True)
         self.written = [name]
         self.last_write = time.monotonic()
 

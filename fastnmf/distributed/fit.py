@@ -13,6 +13,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ class Start:
     n_iter: int
     history: list
     solver_state: dict | None
+    shard_file: str | None = None  # this rank's checkpoint file it was read from (deleted once superseded)
 
 
 @dataclass
@@ -180,7 +182,9 @@ def fit_distributed(X_local, n_components, options, *, grid=None, group=None, W=
     penalties = scaling.penalties(Penalties.from_alphas(p["alpha_W"], alpha_H, p["l1_ratio"], m, n))
     backend = resolve_backend(p["backend"], local, p["precision"], solver=p["solver"])
     solver = resolve_solver(p["solver"], beta, local, p["backend"])
-    if local.dtype not in backend.native_x_dtypes:
+    # The fused kernels read fp16/bf16 X as stored, but a half-update shared by a group runs the rule's
+    # torch statistics, which compute in the factors' dtype: there X is converted once.
+    if local.dtype not in backend.native_x_dtypes or (grid.size > 1 and local.dtype != factor_dtype):
         X = X.astype(factor_dtype)
     eps_r = reconstruction_floor(float(X.max()), factor_dtype)
     problem = ShardedProblem(X=X, beta=beta, backend=backend, eps_r=eps_r, penalties=penalties)
@@ -194,8 +198,11 @@ def fit_distributed(X_local, n_components, options, *, grid=None, group=None, W=
         params = {key: value for key, value in options.get_params().items()
                   if key not in ("checkpoint", "checkpoint_every", "random_state")}
         params = json.loads(json.dumps(params, default=str))
+        same_folder = start is not None and start.shard_file is not None and \
+            Path(start.shard_file).resolve().parent == Path(p["checkpoint"]).resolve()
+        previous = start.shard_file if same_folder else None
         writer = ShardCheckpointWriter(p["checkpoint"], p["checkpoint_every"], grid, rank, params, (m, n),
-                                       infos[0]["dtype"])
+                                       infos[0]["dtype"], local.device, None if previous is None else Path(previous).name)
         on_check = lambda result: writer(to_user(result))  # noqa: E731
     stop_callback = None
     if callback is not None:
