@@ -103,6 +103,9 @@ def main(argv=None) -> int:
             print(f"fastnmf.distributed: X {shape[0]}×{shape[1]} on a {grid[0]}×{grid[1]} grid ({world} ranks, "
                   f"{dist.get_backend()}, {device.type}), k={args.k}, β={args.beta:g}: {n_iter} iterations in "
                   f"{seconds:.2f} s, loss {loss:.6g}", flush=True)
+        # Every rank reaches the teardown together: gloo aborted a rank (std::terminate) about one run in
+        # four when its peer destroyed the sub-groups while it was still tearing down its own.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0
