@@ -21,6 +21,9 @@ SHAPE, RANK = (301, 203), 7
 ITERATIONS = 50
 # (beta, solver, extra options) of the equality cases.
 EQUALITY_CASES = [(2.0, "mu", {}), (2.0, "hals", {}), (1.0, "mu", {}), (0.0, "mu", {}), (1.5, "mu", {})]
+# The Triton backend's cases: small, as the kernels run in the interpreter on a CPU.
+TRITON_SHAPE, TRITON_ITERATIONS = (30, 21), 6
+TRITON_CASES = [(2.0, "mu"), (2.0, "hals"), (1.0, "mu"), (1.5, "mu")]
 
 
 def data(sparse: bool, shape=SHAPE, seed=0):
@@ -103,6 +106,18 @@ def session(rank: int, world: int, checkpoint_root: str):
     # Tiny and odd: 3 rows on a 2×2 grid (a rank owns no row of W), k ≥ min(m, n).
     tiny = data(False, shape=(3, 5), seed=1)
     out["tiny"] = _fit(tiny, (2, 2), world_group, n_components=4, beta_loss=1.0, tol=0.0, max_iter=20, random_state=3)
+
+    # The Triton backend's local steps (under the interpreter here): fused updates where a group has one
+    # member, the rules' statistics where it is shared.
+    small = data(False, shape=TRITON_SHAPE, seed=2).astype(np.float32)
+    for label, grid in (("2x2", (2, 2)), ("4x1", (4, 1))):
+        for beta, solver in TRITON_CASES:
+            out[("triton", label, beta, solver, False)] = _fit(small, grid, world_group, n_components=3, backend="triton",
+                                                               beta_loss=beta, solver=solver, tol=0.0,
+                                                               max_iter=TRITON_ITERATIONS, random_state=3)
+    out[("triton", "2x2", 1.0, "mu", True)] = _fit(sp.csr_matrix(small), (2, 2), world_group, n_components=3,
+                                                   backend="triton", beta_loss=1.0, tol=0.0,
+                                                   max_iter=TRITON_ITERATIONS, random_state=3)
 
     # Payload of the collectives: 10 iterations, objective checks at 0, 5 and 10.
     for beta, solver in ((2.0, "mu"), (1.0, "mu"), (1.5, "mu"), (2.0, "hals")):

@@ -5,7 +5,8 @@ stops at the same iteration as the single process (``distributed_cases.session``
 import numpy as np
 import pytest
 
-from distributed_cases import EQUALITY_CASES, ITERATIONS, RANK, SHAPE
+from distributed_cases import (EQUALITY_CASES, ITERATIONS, RANK, SHAPE, TRITON_CASES, TRITON_ITERATIONS,
+                               TRITON_SHAPE)
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +108,25 @@ def test_odd_shapes_with_ranks_that_own_nothing(distributed_session, single_proc
 def test_a_callback_stopping_on_one_rank_stops_all(distributed_session):
     for rank in LIVE_RANKS:
         assert distributed_session[rank]["callback"]["n_iter"] == 7
+
+
+TRITON_PARAMS = [(grid, beta, solver, False) for grid in ("2x2", "4x1") for beta, solver in TRITON_CASES]
+TRITON_PARAMS.append(("2x2", 1.0, "mu", True))
+
+
+@pytest.mark.parametrize("grid, beta, solver, sparse", TRITON_PARAMS)
+def test_triton_local_steps_match_the_single_process_triton_fit(distributed_session, grid, beta, solver, sparse):
+    """backend='triton' (the interpreter here): fused updates on groups of one, statistics on shared ones."""
+    import distributed_cases
+    import scipy.sparse as sp
+
+    import fastnmf
+
+    X = distributed_cases.data(False, shape=TRITON_SHAPE, seed=2).astype(np.float32)
+    reference = fastnmf.non_negative_factorization(sp.csr_matrix(X) if sparse else X, n_components=3, init="random",
+                                                   backend="triton", beta_loss=beta, solver=solver, tol=0.0,
+                                                   max_iter=TRITON_ITERATIONS, random_state=3)
+    for rank in LIVE_RANKS:
+        outcome = distributed_session[rank][("triton", grid, beta, solver, sparse)]
+        assert outcome["n_iter"] == TRITON_ITERATIONS
+        assert relative_error(outcome, reference) <= 1e-4  # float32, sums in another order

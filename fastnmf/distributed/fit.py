@@ -130,13 +130,11 @@ def _owned_factor(F, name, owned_shape, global_shape, rows_or_columns, like, dty
 
 
 def fit_distributed(X_local, n_components, options, *, grid=None, group=None, W=None, H=None, callback=None,
-                    timeout=None, start: Start | None = None, on_grid=None) -> DistributedOutput:
+                    timeout=None, start: Start | None = None) -> DistributedOutput:
     """The distributed fit (``fastnmf.distributed.non_negative_factorization``): ``options`` is an NMF."""
     if isinstance(timeout, (int, float)):
         timeout = datetime.timedelta(seconds=float(timeout))
     grid = make_grid(grid, group, timeout)
-    if on_grid is not None:
-        on_grid(grid)
     rank = dist.get_rank(grid.group)
     (p, beta, init, local, kind), infos = agree(lambda: _local_phase(X_local, n_components, options, start), grid.group)
     m, n = _global_shape(grid, infos)
