@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Checkpoint", "write_checkpoint", "read_checkpoint", "CheckpointError"]
+__all__ = ["Checkpoint", "write_checkpoint", "write_atomically", "read_checkpoint", "CheckpointError"]
 
 _FORMAT_VERSION = 1
 
@@ -77,13 +77,19 @@ def _read_state(archive) -> dict | None:
 
 
 def write_checkpoint(path, checkpoint: Checkpoint) -> None:
-    """Write atomically: temporary file in the same folder → fsync → rename over ``path``."""
+    """Write atomically (:func:`write_atomically`)."""
+    write_atomically(path, lambda handle: _save(handle, checkpoint))
+
+
+def write_atomically(path, save) -> None:
+    """``save(handle)`` into a temporary file in ``path``'s folder (binary), fsync, rename over ``path``, fsync
+    the folder: readers see the old file or the new one, never a part."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            _save(handle, checkpoint)
+            save(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

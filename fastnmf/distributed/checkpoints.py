@@ -12,14 +12,12 @@ manifest (and sends it to the others), each rank reads its own shard.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
+from ..checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_atomically, write_checkpoint
 from . import comm
 from .agreement import agree
 
@@ -31,19 +29,6 @@ _VERSION = 1
 
 def _shard_name(rank: int, n_iter: int) -> str:
     return f"rank{rank:05d}-iter{n_iter:09d}.npz"
-
-
-def _write_json_atomically(path: Path, content: dict) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(content, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _host(state: dict | None) -> dict | None:
@@ -83,7 +68,9 @@ class ShardCheckpointWriter:
         if self.rank == 0:
             manifest = dict(version=_VERSION, n_iter=result.n_iter, grid=list(self.grid.shape), shape=list(self.shape),
                             x_dtype=self.dtype, params=self.params, shards=names)
-            agree(lambda: (_write_json_atomically(self.folder / MANIFEST, manifest), None), self.grid.group)
+            content = json.dumps(manifest, indent=1).encode()
+            agree(lambda: (write_atomically(self.folder / MANIFEST, lambda handle: handle.write(content)), None),
+                  self.grid.group)
         else:
             agree(lambda: (None, None), self.grid.group)
         # Every rank now knows the manifest names only the files just written: older ones can go.
