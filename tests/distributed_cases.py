@@ -127,6 +127,14 @@ def session(rank: int, world: int, checkpoint_root: str):
                                                          random_state=3)
         out[("payload", beta, solver)] = log.records
 
+    # The loss of the whole factorization, and the factors gathered on one rank only.
+    block = fd.shard(X, (2, 2), rank).X
+    W, H, _ = fd.non_negative_factorization(block, RANK, grid=(2, 2), beta_loss=1.0, tol=0.0, max_iter=10,
+                                            random_state=3)
+    out["loss"] = fd.factorization_loss(block, W, H, "kullback-leibler", grid=(2, 2))
+    out["gather-to-1"] = fd.gather(W, H, grid=(2, 2), dst=1)
+    out["gather-everywhere"] = fd.gather(W, H, grid=(2, 2))
+
     # A callback that stops on one rank stops every rank at the same iteration.
     out["callback"] = _fit(X, (2, 2), world_group, tol=0.0, max_iter=ITERATIONS, random_state=3,
                            callback=lambda n_iter, W, H: rank == 1 and n_iter == 7)

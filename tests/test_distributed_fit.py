@@ -130,3 +130,25 @@ def test_triton_local_steps_match_the_single_process_triton_fit(distributed_sess
         outcome = distributed_session[rank][("triton", grid, beta, solver, sparse)]
         assert outcome["n_iter"] == TRITON_ITERATIONS
         assert relative_error(outcome, reference) <= 1e-4  # float32, sums in another order
+
+
+def test_factorization_loss_of_the_grid_is_the_loss_of_the_whole(distributed_session, single_process_fit):
+    import distributed_cases
+
+    import fastnmf
+
+    W, H = distributed_session[0]["gather-everywhere"]
+    expected = fastnmf.factorization_loss(distributed_cases.data(False), W, H, "kullback-leibler")
+    for rank in LIVE_RANKS:
+        assert distributed_session[rank]["loss"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_gather_to_one_rank(distributed_session):
+    W, H = distributed_session[0]["gather-everywhere"]
+    for rank in LIVE_RANKS:
+        gathered = distributed_session[rank]["gather-to-1"]
+        if rank == 1:
+            np.testing.assert_array_equal(gathered[0], W)
+            np.testing.assert_array_equal(gathered[1], H)
+        else:
+            assert gathered == (None, None)
