@@ -20,12 +20,12 @@ from .agreement import DistributedError, agree
 from .checkpoints import read_manifest, read_shard
 from .comm import PayloadLog, count_payload
 from .fit import INITS, Start, fit_distributed
-from .grid import ProcessGrid, make_grid
+from .grid import ProcessGrid, make_grid, release_groups
 from .loss import factorization_loss
 from .sharding import Shard, gather, owned_parts, shard
 
 __all__ = ["non_negative_factorization", "resume", "factorization_loss", "shard", "gather", "owned_parts", "Shard", "ProcessGrid",
-           "make_grid", "count_payload", "PayloadLog", "DistributedError", "INITS"]
+           "make_grid", "release_groups", "count_payload", "PayloadLog", "DistributedError", "INITS"]
 
 # Options of a single fit that have no distributed meaning here.
 _NOT_OPTIONS = ("self", "n_components")

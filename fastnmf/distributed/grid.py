@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch.distributed as dist
 
-__all__ = ["ProcessGrid", "split_sizes", "split_ranges", "make_grid"]
+__all__ = ["ProcessGrid", "split_sizes", "split_ranges", "make_grid", "release_groups"]
 
 
 def split_sizes(total: int, parts: int) -> list[int]:
@@ -108,6 +108,13 @@ def _as_grid_shape(grid, world: int) -> tuple[int, int]:
 
 # Groups are made once per (group, grid shape): creating a gloo or NCCL group costs a rendezvous.
 _GROUPS: dict = {}
+
+
+def release_groups() -> None:
+    """Forget the row and column groups made by :func:`make_grid` (call it with, or after,
+    ``torch.distributed.destroy_process_group()``): the cache would otherwise keep destroyed groups alive
+    until the interpreter's finalization, when gloo's threads may still hold work that needs Python."""
+    _GROUPS.clear()
 
 
 def make_grid(grid=None, group=None, timeout: datetime.timedelta | None = None) -> ProcessGrid:
