@@ -7,7 +7,9 @@
 - :func:`non_negative_factorization` — the functional API; :func:`factorization_loss` — ``D_β(X | WH)`` for
   dense, sparse or weighted X;
 - :mod:`fastnmf.reference` — multiplicative updates from autograd for any non-negative model
-  (:func:`gradient_parts`, :func:`multiplicative_update`, :func:`beta_divergence`).
+  (:func:`gradient_parts`, :func:`multiplicative_update`, :func:`beta_divergence`);
+- :class:`Chunks` — X given by code, chunk by chunk (memory maps, h5py datasets and backed AnnData are streamed
+  as they are: docs/streaming.md).
 """
 
 __version__ = "0.1.0"
@@ -16,6 +18,7 @@ from .estimator import NMF
 from .functional import factorization_loss, non_negative_factorization
 from .losses import beta_divergence
 from .reference import gradient_parts, multiplicative_update
+from .streaming import Chunks
 
 __all__ = [
     "NMF",
@@ -24,5 +27,6 @@ __all__ = [
     "beta_divergence",
     "gradient_parts",
     "multiplicative_update",
+    "Chunks",
     "__version__",
 ]

@@ -6,6 +6,7 @@ import math
 import time
 import warnings
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -15,9 +16,10 @@ from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_chec
 from .errors import FitInterrupted
 from .fit import fit_factorization
 from .init import INIT_NAMES
-from .params import (Anything, BetaLoss, Boolean, Device, Either, Integer, MissingValues, NComponents, Options,
-                     Path, RealRange, validate_parameters)
+from .params import (Anything, BetaLoss, Boolean, Device, Either, Integer, MemoryBudget, MissingValues, NComponents,
+                     Options, Path, RealRange, validate_parameters)
 from .solvers import SOLVER_NAMES
+from .streaming import ChunkReadError, as_source, should_stream
 from .validation import as_tensor
 
 __all__ = ["NMF"]
@@ -94,6 +96,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Write the fit state to ``checkpoint`` at most every ``checkpoint_every`` seconds (``NMF.resume``).
     missing_values : None or np.nan
         np.nan: NaN entries of X are missing (weight 0) instead of an error. Solver "mu" only.
+    chunk_rows : int ≥ 1 or None; memory_budget : bytes, a size string ("500MB", "2GiB") or None
+        Stream X in chunks of rows, each read once per iteration (docs/streaming.md): ``chunk_rows`` rows at a
+        time, or as many as ``memory_budget`` allows. X that is not in memory (``np.memmap``, an h5py dataset,
+        a backed AnnData ``.X``, ``fastnmf.Chunks``) is streamed whatever these say (512 MiB by default).
+        A streamed X starts from ``init="random"`` when ``init`` is None (nndsvd needs all of X).
 
     Attributes
     ----------
@@ -127,6 +134,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "checkpoint": Path(),
         "checkpoint_every": RealRange(0.0),
         "missing_values": MissingValues(),
+        "chunk_rows": Either(Options(None), Integer(1)),
+        "memory_budget": MemoryBudget(),
     }
 
     def __init__(
@@ -152,6 +161,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         checkpoint=None,
         checkpoint_every=60.0,
         missing_values=None,
+        chunk_rows=None,
+        memory_budget=None,
     ):
         self.n_components = n_components
         self.init = init
@@ -173,6 +184,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.missing_values = missing_values
+        self.chunk_rows = chunk_rows
+        self.memory_budget = memory_budget
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -217,6 +230,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 UserWarning, stacklevel=3,
             )
             raise
+        except ChunkReadError as error:
+            self._store(error.output)  # as after Ctrl-C: the last checked iterate, usable (transform, resume)
+            if writer is not None:
+                writer.write_last()
+            raise
         if writer is not None:
             writer.write_last(fit.result)
         return self._store(fit)
@@ -249,13 +267,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"was made with {{{', '.join(f'{key}={state.params.get(key)!r}' for key in sorted(set(overrides) - allowed))}}}."
             )
         model = cls(**{**state.params, **overrides})
-        X_tensor, _ = as_tensor(X, "X", device=model.device, check_values=False)  # checked by the fit
-        if tuple(X_tensor.shape) != state.x_shape or str(X_tensor.dtype) != state.x_dtype:
+        (shape, dtype), device = _input_shape_dtype(X, model)
+        if shape != state.x_shape or dtype != state.x_dtype:
             raise CheckpointError(
                 f"Checkpoint {path} was made for X of shape {state.x_shape} and dtype {state.x_dtype}, "
-                f"not {tuple(X_tensor.shape)} {X_tensor.dtype}."
+                f"not {shape} {dtype}."
             )
-        as_input = (lambda a: torch.from_numpy(a).to(X_tensor.device)) if isinstance(X, torch.Tensor) else (lambda a: a)
+        as_input = (lambda a: torch.from_numpy(a).to(device)) if isinstance(X, torch.Tensor) else (lambda a: a)
         model._fit(X, as_input(state.W), as_input(state.H), state.H.shape[0], init="custom", weights=weights,
                    start_iteration=state.n_iter, history=state.loss_history, solver_state=state.solver_state)
         return model
@@ -266,13 +284,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _check_features(self, X):
-        X_tensor, _ = as_tensor(X, "X", device=self.device, check_values=False)  # checked by the fit
-        if X_tensor.shape[1] != self.n_features_in_:
+        (shape, _), _ = _input_shape_dtype(X, self)
+        n_features = shape[1]
+        if n_features != self.n_features_in_:
             raise ValueError(
-                f"X has {X_tensor.shape[1]} features, but {type(self).__name__} is expecting "
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-        return X_tensor
 
     def transform(self, X, weights=None):
         """W (n_samples × n_components) for new X, with the fitted components held fixed.
@@ -348,3 +366,13 @@ def _host_state(state: dict | None) -> dict | None:
         return None
     return {key: value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
             for key, value in state.items()}
+
+
+def _input_shape_dtype(X, model):
+    """``((shape, dtype as the fit records it), device)`` of X without reading a streamed X's values."""
+    if should_stream(X, model._validated_params()):
+        source = as_source(X)
+        dtype = "torch.float32" if source.dtype in (np.float32, np.float16) else "torch.float64"
+        return (tuple(source.shape), dtype), torch.device(model.device or "cpu")
+    X_tensor, _ = as_tensor(X, "X", device=model.device, check_values=False)  # checked by the fit
+    return (tuple(X_tensor.shape), str(X_tensor.dtype)), X_tensor.device

@@ -23,6 +23,7 @@ from .penalties import Penalties
 from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
 from .scaling import choose_scaling
 from .solvers import Problem, SolverResult, solve, supports
+from .streaming import ChunkReadError, should_stream, streamed_input
 from .validation import InputKind, as_tensor, check_factor
 from .weights import weighted_data
 
@@ -82,13 +83,25 @@ def fit_factorization(
 
     missing_values = p["missing_values"]
     weighted = weights is not None or missing_values is not None
-    X, kind = as_tensor(X, "X", device=p["device"], check_values=not weighted)
+    streamed = should_stream(X, p)
+    if streamed:
+        if weighted:
+            raise ValueError("Entry weights and missing_values cannot be streamed yet: pass X in memory (without "
+                             "chunk_rows / memory_budget) to fit with weights.")
+        X, kind = streamed_input(X, p, beta)  # one pass: validates the values, measures max, mean, nnz
+    else:
+        X, kind = as_tensor(X, "X", device=p["device"], check_values=not weighted)
     if weighted:
         X = weighted_data(X, weights, missing_values)  # checks X where its weight is positive
     validated_x = X  # as the user gave it (checkpoints record its shape and dtype)
     X = as_layout(X)
     n_samples, n_features = X.shape
     init = p["init"]
+    if streamed and init is None:
+        init = "random"  # nndsvd needs an SVD of all of X
+    elif streamed and init in ("nndsvd", "nndsvda", "nndsvdar"):
+        raise ValueError(f"init={init!r} needs an SVD of all of X, which a streamed fit does not compute; use "
+                         "init='random' (the default for streamed X) or 'custom'.")
     k = _resolve_n_components(p["n_components"], W, H, init, update_H, n_features)
     alpha_H = p["alpha_W"] if p["alpha_H"] == "same" else p["alpha_H"]
     penalties = Penalties.from_alphas(p["alpha_W"], alpha_H, p["l1_ratio"], n_samples, n_features)
@@ -128,6 +141,10 @@ def fit_factorization(
         )
     except FitInterrupted as interrupt:
         interrupt.output = FitOutput(result=to_user(interrupt.result), kind=kind, n_components=k, beta=beta)
+        raise
+    except ChunkReadError as error:
+        # A chunk of a streamed X could not be read: the last checked iterate goes with the error.
+        error.output = FitOutput(result=to_user(error.result), kind=kind, n_components=k, beta=beta)
         raise
     if result.stop_reason == "max_iter" and p["tol"] > 0:
         warnings.warn(

@@ -158,6 +158,36 @@ class Path:
         raise _invalid(name, value, "None or a file path")
 
 
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"500MB"``, ``"2 GB"``, ``"1.5GiB"``, ``"4096"`` → bytes (decimal kB/MB/GB, binary KiB/MiB/GiB)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"cannot read {text!r} as a size: use bytes or a number with kB, MB, GB, KiB, MiB, GiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+class MemoryBudget:
+    """None, a number of bytes ≥ 1, or a size string ("500MB", "2GiB"); normalized to an int."""
+
+    def check(self, name, value):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = parse_bytes(value)
+            except ValueError as error:
+                raise _invalid(name, value, f"None, bytes or a size string ({error})") from None
+        if isinstance(value, bool) or not isinstance(value, Real) or value < 1:
+            raise _invalid(name, value, "None, a number of bytes ≥ 1 or a size string such as '2GB'")
+        return int(value)
+
+
 class Anything:
     """Checked where it is used (``random_state``: scikit-learn's ``check_random_state``)."""
 

@@ -21,6 +21,7 @@ from .backends import Backend
 from .errors import FitInterrupted, non_finite_error, out_of_memory_error
 from .penalties import Penalties
 from .safeguard import apply_factor_floor_
+from .streaming.sources import ChunkReadError
 
 __all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve", "supports"]
 
@@ -307,6 +308,9 @@ def solve(
     except KeyboardInterrupt as interrupt:
         # Between checks the iterate is complete but unevaluated; keep the last evaluated one (finite).
         raise FitInterrupted(result) from interrupt
+    except ChunkReadError as error:
+        error.result = result  # the last checked iterate: the fit path hands it to the caller
+        raise
     except torch.cuda.OutOfMemoryError as error:
         k = W.shape[1]
         raise out_of_memory_error(problem.X, k, problem.beta, problem.backend.name, W.element_size()) from error

@@ -10,6 +10,7 @@ torch       any :class:`Layout`     mu, hals      ``fastnmf.updates`` / ``fastnm
 torch       ``WeightedMatrix``      mu            the same (HALS has no weighted form)
 triton      ``DenseMatrix``         mu, hals      the fused dense kernels (CUDA, or the interpreter)
 triton      ``SparseMatrix``        mu, hals      the fused sparse KL kernel; torch rules for the rest
+torch       ``StreamedMatrix``      mu, hals      the torch rules on each chunk, the objective in the pass
 ==========  ======================  ============  =====================================================
 """
 
@@ -20,6 +21,7 @@ import functools
 import torch
 
 from ..layouts import DenseMatrix, Layout, SparseMatrix, WeightedMatrix
+from ..layouts.streamed import StreamedMatrix
 from . import registry, torch_backend
 from .contract import BACKEND_NAMES, DEFAULT_PRECISION, PRECISIONS, Backend, interpreting, triton_available
 
@@ -42,6 +44,8 @@ registry.register("torch", Layout, torch_backend.make_backend)
 # no Gram matrices, a pass over the weights per component: not implemented.
 registry.register("torch", WeightedMatrix, torch_backend.make_backend, solvers=("mu",))
 registry.register("triton", DenseMatrix, _triton("make_dense_backend"))
+# Streamed X: the torch rules on each chunk (on the chunks' device); no fused kernels for it yet.
+registry.register("torch", StreamedMatrix, torch_backend.make_streamed_backend)
 registry.register("triton", SparseMatrix, _triton("make_sparse_backend"))
 
 

@@ -7,7 +7,7 @@ from ..objective import objective
 from ..updates import HALSRule, MURule
 from .contract import Backend
 
-__all__ = ["make_backend", "ROW_OVERHEAD"]
+__all__ = ["make_backend", "make_streamed_backend", "ROW_OVERHEAD"]
 
 # The torch sweep launches ~3 ops per row. Estimated, not measured: ~4 µs per op on the CPU against
 # ~250 GFLOP/s of fp32 GEMM (≈3e6 flops), ~5 µs per launch on a GPU against ~50 TFLOP/s (≈7.5e8).
@@ -20,3 +20,16 @@ _BACKEND = Backend("torch", mu_rule=MURule, hals_rule=HALSRule, objective=object
 def make_backend(precision: str = "ieee") -> Backend:
     """The torch backend (``precision`` concerns the Triton kernels only)."""
     return _BACKEND
+
+
+def _streamed_objective(X, W, H, *, beta, eps_r):
+    return X.objective(W, H, beta=beta, eps_r=eps_r)  # from the chunks of the pass (fastnmf.layouts.streamed)
+
+
+_STREAMED = Backend("torch", mu_rule=MURule, hals_rule=HALSRule, objective=_streamed_objective,
+                    hals_row_overhead=ROW_OVERHEAD)
+
+
+def make_streamed_backend(precision: str = "ieee") -> Backend:
+    """The torch rules on each chunk of a streamed X, the objective summed in the pass over its chunks."""
+    return _STREAMED
