@@ -3,7 +3,7 @@
 ``X (n_samples × n_features) ≈ W (n_samples × n_components) · H (n_components × n_features)``, all entries
 ≥ 0 — scikit-learn's names and shapes.
 
-- :class:`NMF` — the scikit-learn estimator;
+- :class:`NMF` — the scikit-learn estimator; :class:`MiniBatchNMF` — its online (mini-batch) counterpart;
 - :func:`non_negative_factorization` — the functional API; :func:`factorization_loss` — ``D_β(X | WH)`` for
   dense, sparse or weighted X;
 - :mod:`fastnmf.reference` — multiplicative updates from autograd for any non-negative model
@@ -16,12 +16,14 @@ __version__ = "0.1.0"
 
 from .estimator import NMF
 from .functional import factorization_loss, non_negative_factorization
+from .minibatch import MiniBatchNMF
 from .losses import beta_divergence
 from .reference import gradient_parts, multiplicative_update
 from .streaming import Chunks
 
 __all__ = [
     "NMF",
+    "MiniBatchNMF",
     "non_negative_factorization",
     "factorization_loss",
     "beta_divergence",

@@ -184,6 +184,8 @@ def test_a_2gb_memmap_is_fitted_in_bounded_anonymous_memory(tmp_path):
     finally:
         done.set()
         sampler.join()
+        del X
+        path.unlink()  # pytest keeps the temporary folders of the last runs: not 2 GiB each
     assert n_iter == 2 and W.shape == (m, 4)
     # Factors are 2 MiB; two chunk buffers and the temporaries are within the 200 MB budget.
     assert peak[0] - before < 400 * 2**20, f"anonymous memory grew by {(peak[0] - before) / 2**20:.0f} MiB"
