@@ -9,6 +9,7 @@ Examples::
     python -m bench --list                           # what would run here, and what is skipped and why
     python -m bench --from a.jsonl --from b.jsonl --table t.md --plot plots/   # report saved results
     python -m bench --distributed 4 --table distributed.md   # fastnmf.distributed on 1, 2, 4 gloo ranks
+    python -m bench --streaming --table streaming.md         # a 4 GiB memmap streamed; MiniBatchNMF vs sklearn
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="sources", action="append", metavar="JSONL",
                         help="run nothing: print (and --table/--plot) the records of earlier runs (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--streaming", action="store_true",
+                        help="instead of the providers: an out-of-core fit of a memmap written to disk beside the "
+                        "in-memory fit, and MiniBatchNMF against scikit-learn's (bench/streaming.py)")
+    parser.add_argument("--streaming-gb", type=float, default=4.0, help="size of --streaming's memmap (default 4)")
+    parser.add_argument("--memory-budget", default="500MB", help="--streaming's memory_budget (default 500MB)")
     parser.add_argument("--distributed", type=int, metavar="N",
                         help="instead of the providers: fastnmf.distributed on 1, 2, 4, … N gloo ranks of this machine "
                         "(grids N×1 and square; --shape M N K sets the problem, default 4000 2000 32): time per "
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.sources:
         return _report_saved(args)
+    if args.streaming:
+        from . import streaming
+
+        streaming.run(args.streaming_gb, args.memory_budget, out=args.out, table=args.table)
+        return 0
     if args.distributed:
         from . import distributed
 
