@@ -4,7 +4,7 @@ Two tables:
 
 1. **Out-of-core full-batch fit**: a float32 ``np.memmap`` written to disk (``--streaming-gb``, default 4 GiB),
    fitted with ``memory_budget`` (default 500 MB) beside the same fit of the array loaded in memory: time per
-   iteration (the difference of two fits of different lengths: start-up and the first validation pass cancel),
+   iteration (the median of three differences of two fits of different lengths: the fixed costs cancel),
    the time to read X once from the file (through the same chunk reader, one pass with no compute), and whether
    the file fitted the page cache (then the "read" is a memory copy, not a disk read — said in the table).
 2. **MiniBatchNMF against scikit-learn's MiniBatchNMF**: the same data, batch size, start and number of passes
@@ -48,16 +48,24 @@ def _page_cache_fits(nbytes: int) -> bool:
         return False
 
 
+REPEATS = 3  # the median of three (long − short) differences: a fit's fixed costs (the validation pass, the
+# objectives at the start and the end) are seconds on GiBs of X, and one difference alone was noise
+
+
 def _per_iteration(fit, iterations):
-    times = []
-    for length in (1, 1 + iterations):
-        start = time.perf_counter()
-        fit(length)
-        times.append(time.perf_counter() - start)
-    return (times[1] - times[0]) / iterations
+    fit(1)  # warm-up: page faults of the first allocations, the page cache
+    differences = []
+    for _ in range(REPEATS):
+        times = []
+        for length in (1, 1 + iterations):
+            start = time.perf_counter()
+            fit(length)
+            times.append(time.perf_counter() - start)
+        differences.append((times[1] - times[0]) / iterations)
+    return float(np.median(differences))
 
 
-def out_of_core(gigabytes: float, budget: str, k: int = 16, iterations: int = 3) -> dict:
+def out_of_core(gigabytes: float, budget: str, k: int = 16, iterations: int = 5) -> dict:
     import fastnmf
     from fastnmf.layouts.streamed import StreamedMatrix, chunk_rows_for_budget
     from fastnmf.params import parse_bytes
