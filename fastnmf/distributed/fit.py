@@ -76,6 +76,9 @@ def _local_phase(X_local, n_components, options, start):
     if p["missing_values"] is not None:
         raise ValueError("missing_values is not supported by a distributed fit yet (entry weights are "
                          "single-process): pass a complete X or fit it with fastnmf.non_negative_factorization.")
+    if p["chunk_rows"] is not None or p["memory_budget"] is not None:
+        raise ValueError("chunk_rows / memory_budget (streamed X) are not supported by a distributed fit yet: each "
+                         "rank's block must be in memory (np.memmap blocks are read once, when the fit starts).")
     init = "random" if p["init"] is None else p["init"]
     if start is None and init not in INITS:
         raise ValueError(f"init={init!r} needs an SVD of all of X, which a distributed fit does not compute; "
