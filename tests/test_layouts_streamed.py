@@ -15,6 +15,8 @@ import fastnmf
 from fastnmf.streaming import ChunkReadError, Chunks
 
 CASES = [(2.0, "mu"), (2.0, "hals"), (1.0, "mu"), (0.5, "mu"), (0.0, "mu")]
+# make test-fast runs the Frobenius and KL cases; the others (pow-heavy) with the slow ones.
+MARKED_CASES = [case if case[0] in (1.0, 2.0) else pytest.param(*case, marks=pytest.mark.slow) for case in CASES]
 TOLERANCE = 1e-10
 
 
@@ -44,7 +46,7 @@ def fit(X, **options):
         return fastnmf.non_negative_factorization(X, **options)
 
 
-@pytest.mark.parametrize("beta, solver", CASES)
+@pytest.mark.parametrize("beta, solver", MARKED_CASES)
 @pytest.mark.parametrize("storage", ["memmap", "csr"])
 def test_streamed_fit_equals_the_in_memory_fit(memmap, beta, solver, storage):
     X = counts()
@@ -189,3 +191,18 @@ def test_a_2gb_memmap_is_fitted_in_bounded_anonymous_memory(tmp_path):
     assert n_iter == 2 and W.shape == (m, 4)
     # Factors are 2 MiB; two chunk buffers and the temporaries are within the 200 MB budget.
     assert peak[0] - before < 400 * 2**20, f"anonymous memory grew by {(peak[0] - before) / 2**20:.0f} MiB"
+
+
+def test_ctrl_c_during_a_streamed_fit_keeps_the_last_checked_iterate(memmap):
+    from fastnmf.errors import FitInterrupted
+
+    def interrupt(n_iter, W, H):
+        if n_iter == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(FitInterrupted) as caught:
+        fit(memmap, chunk_rows=64, check_every=5, callback=interrupt)
+    assert caught.value.output.result.n_iter == 5
+    reference = fit(counts(), max_iter=5)
+    result = caught.value.output.result
+    assert relative_error((result.W.numpy(), result.H.numpy()), reference) <= TOLERANCE

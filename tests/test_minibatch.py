@@ -26,7 +26,7 @@ def full_loss(X, W, H, beta):
 
 
 @pytest.mark.parametrize("beta", [2.0, 1.0, 0.5])
-@pytest.mark.parametrize("init", ["random", "nndsvda"])
+@pytest.mark.parametrize("init", ["random", pytest.param("nndsvda", marks=pytest.mark.slow)])
 def test_reaches_scikit_learns_full_data_loss(beta, init):
     X = counts()
     with warnings.catch_warnings():
@@ -41,6 +41,7 @@ def test_reaches_scikit_learns_full_data_loss(beta, init):
     assert ours.reconstruction_err_ == pytest.approx(np.sqrt(2 * full_loss(X, W_ours, ours.components_, beta)), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fresh_restarts_and_penalties_follow_scikit_learn():
     X = counts()
     options = dict(OPTIONS, beta_loss=1.0, init="random", fresh_restarts=True, alpha_W=0.001, l1_ratio=0.5)
