@@ -20,6 +20,7 @@ from .minibatch import MiniBatchNMF
 from .losses import beta_divergence
 from .reference import gradient_parts, multiplicative_update
 from .streaming import Chunks
+from . import tl  # noqa: E402  (fastnmf.tl: AnnData; anndata itself is imported on use)
 
 __all__ = [
     "NMF",

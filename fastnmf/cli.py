@@ -1,15 +1,18 @@
-"""Command line: ``python -m fastnmf demo`` and ``python -m fastnmf fit DATA``."""
+"""Command line: ``fastnmf demo`` and ``fastnmf fit DATA`` (also ``python -m fastnmf``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .estimator import NMF
+from .io import read_matrix
 from .losses import BETA_LOSS_NAMES
 
 
@@ -38,9 +41,12 @@ def _add_model_options(parser: argparse.ArgumentParser, *, k: int, max_iter: int
 
 
 def _model(args) -> NMF:
+    progress = getattr(args, "progress", False)
+    progress = sys.stderr.isatty() if progress is None else progress
     return NMF(
         args.n_components, init=args.init, beta_loss=args.beta_loss, max_iter=args.max_iter, tol=args.tol,
         random_state=args.seed, backend=args.backend, device=args.device, check_every=args.check_every,
+        solver=getattr(args, "solver", "auto"), verbose=int(bool(progress)),
     )
 
 
@@ -111,40 +117,73 @@ def _plot_loss(model: NMF, path: Path) -> None:
     plt.close(fig)
 
 
-def _load_matrix(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return archive[archive.files[0]]
-    delimiter = "," if path.suffix == ".csv" else None
-    return np.loadtxt(path, delimiter=delimiter, ndmin=2)
-
-
 def run_fit(args) -> int:
-    """Factorize a matrix from a file; save W and H to one .npz."""
-    X = _load_matrix(Path(args.data))
+    """Factorize a matrix from a file (``fastnmf.io.read_matrix``); write W and H to an .npz, or, for .h5ad
+    input, the AnnData annotated by ``fastnmf.tl.nmf`` to a new .h5ad."""
+    data = Path(args.data)
+    matrix = read_matrix(data)
+    h5ad = matrix.adata is not None
+    out = Path(args.out) if args.out else Path(data.stem + (".nmf.h5ad" if h5ad else ".nmf.npz")).resolve()
+    if out.resolve() == data.resolve():
+        raise ValueError(f"--out {out} is the input file: fastnmf never writes over its input.")
+    if h5ad and out.suffix != ".h5ad" or not h5ad and out.suffix != ".npz":
+        raise ValueError(f"--out must end in {'.h5ad' if h5ad else '.npz'} for {data.name}, got {out.name}.")
     model = _model(args)
     start = time.perf_counter()
-    W = model.fit_transform(X)
+    if h5ad:
+        from . import tl
+
+        options = model.get_params(deep=False)
+        tl.nmf(matrix.adata, options.pop("n_components"), **options)
+        W, H = matrix.adata.obsm["X_nmf"], matrix.adata.varm["nmf_components"].T
+        matrix.adata.write_h5ad(out)
+        n_iter, error, history = (matrix.adata.uns["nmf"][key] for key in ("n_iter", "reconstruction_err",
+                                                                           "loss_history"))
+    else:
+        W = model.fit_transform(matrix.X)
+        H, n_iter, error, history = model.components_, model.n_iter_, model.reconstruction_err_, model.loss_history_
+        names = {}
+        if matrix.row_names:
+            names["row_names"] = np.asarray(matrix.row_names, dtype=str)
+        if matrix.column_names:
+            names["column_names"] = np.asarray(matrix.column_names, dtype=str)
+        np.savez(out, W=W, H=H, **names)
     seconds = time.perf_counter() - start
-    _report(model, seconds)
-    np.savez(args.out, W=W, H=model.components_)
-    print(f"wrote W {W.shape} and H {model.components_.shape} to {args.out}")
+    summary = dict(input=str(data), output=str(out), shape=list(matrix.X.shape), n_components=int(H.shape[0]),
+                   n_iter=int(n_iter), reconstruction_err=float(error), final_objective=float(history[-1]),
+                   seconds=round(seconds, 4), beta_loss=model.beta_loss, solver=model.solver)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{data.name}: {matrix.X.shape[0]}×{matrix.X.shape[1]}, k={H.shape[0]}: {n_iter} iterations in "
+              f"{seconds:.3f} s, reconstruction error {error:.6g}; wrote {out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastnmf", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastnmf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="factorize scikit-learn's digits; save the components and loss curve")
     _add_model_options(demo, k=16, max_iter=500)
     demo.add_argument("--out", default="demo-output", help="folder for the PNGs (default demo-output)")
     demo.set_defaults(run=run_demo)
-    fit = commands.add_parser("fit", help="factorize a matrix from a .npy, .npz, .csv or text file")
-    fit.add_argument("data")
+    fit = commands.add_parser(
+        "fit", help="factorize a matrix from a file: .npy, .npz (dense or scipy sparse), .mtx, a 10x folder, "
+        ".csv, .tsv, .h5ad",
+        description="Factorize DATA ≈ W·H. DATA: .npy, .npz (a dense array, or scipy.sparse.save_npz), .mtx (Matrix "
+        "Market), a 10x folder (matrix.mtx genes × cells with features.tsv and barcodes.tsv, read as cells × "
+        "genes), .csv / .tsv, .h5ad (AnnData; the results are stored as fastnmf.tl.nmf stores them). Files are "
+        "never unpickled.")
+    fit.add_argument("data", help="the matrix file (or a 10x folder)")
     _add_model_options(fit, k=10, max_iter=200)
-    fit.add_argument("--out", default="factors.npz", help="output .npz with W and H (default factors.npz)")
+    fit.add_argument("--solver", default="auto", choices=["auto", "mu", "hals"])
+    fit.add_argument("--out", help="output: an .npz with W and H (and the row/column names of a 10x folder), or for "
+                     ".h5ad input an .h5ad (default: DATA's name + .nmf.npz / .nmf.h5ad in the current folder); "
+                     "never the input file")
+    fit.add_argument("--json", action="store_true", help="print a one-line JSON summary instead of the text one")
+    fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar on stderr (default: when stderr is a terminal)")
     fit.set_defaults(run=run_fit)
     return parser
 
@@ -153,6 +192,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

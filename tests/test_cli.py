@@ -36,3 +36,110 @@ def test_bad_data_is_a_clean_error(tmp_path, capsys):
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "fastnmf", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in result.stdout and "fit" in result.stdout
+
+
+def counts(shape=(30, 12), seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.poisson(rng.gamma(0.5, 1.0, (shape[0], 3)) @ rng.gamma(0.5, 1.0, (3, shape[1]))).astype(np.float64)
+    X[X.sum(axis=1) == 0, 0] = 1.0
+    X[0, X.sum(axis=0) == 0] = 1.0
+    return X
+
+
+FIT = ["-k", "3", "--max-iter", "15", "--init", "random", "--seed", "0", "--beta-loss", "kullback-leibler"]
+
+
+def api_factors(X):
+    import fastnmf
+
+    model = fastnmf.NMF(3, init="random", random_state=0, max_iter=15, beta_loss="kullback-leibler")
+    return model.fit_transform(X), model.components_
+
+
+def write_10x(folder, X):
+    import scipy.io
+    import scipy.sparse as sp
+
+    folder.mkdir()
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(X.T))  # genes × cells, as 10x writes it
+    (folder / "features.tsv").write_text("".join(f"ENSG{j}\tgene{j}\tGene Expression\n" for j in range(X.shape[1])))
+    (folder / "barcodes.tsv").write_text("".join(f"cell{i}-1\n" for i in range(X.shape[0])))
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz", "sparse-npz", "mtx", "10x", "csv", "tsv"])
+def test_fit_reads_every_format_like_the_python_api(tmp_path, kind, capsys):
+    import json
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    X = counts()
+    path = tmp_path / {"npy": "x.npy", "npz": "x.npz", "sparse-npz": "x.npz", "mtx": "x.mtx", "10x": "tenx",
+                       "csv": "x.csv", "tsv": "x.tsv"}[kind]
+    if kind == "npy":
+        np.save(path, X)
+    elif kind == "npz":
+        np.savez(path, X=X)
+    elif kind == "sparse-npz":
+        sp.save_npz(path, sp.csr_matrix(X))
+    elif kind == "mtx":
+        scipy.io.mmwrite(path, sp.coo_matrix(X))
+    elif kind == "10x":
+        write_10x(path, X)
+    else:
+        np.savetxt(path, X, delimiter="," if kind == "csv" else "\t")
+    out = tmp_path / "out.npz"
+    assert main(["fit", str(path), *FIT, "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["shape"] == [30, 12] and summary["n_iter"] == 15 and summary["output"] == str(out)
+    W, H = api_factors(sp.csr_matrix(X) if kind in ("sparse-npz", "mtx", "10x") else X)
+    with np.load(out, allow_pickle=False) as factors:
+        np.testing.assert_allclose(factors["W"], W, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(factors["H"], H, rtol=1e-10, atol=1e-12)
+        if kind == "10x":
+            assert factors["row_names"][2] == "cell2-1" and factors["column_names"][3] == "gene3"
+
+
+def test_fit_on_h5ad_writes_an_annotated_copy(tmp_path, capsys):
+    anndata = pytest.importorskip("anndata")
+    X = counts()
+    path = tmp_path / "cells.h5ad"
+    anndata.AnnData(X=X).write_h5ad(path)
+    before = path.read_bytes()
+    assert main(["fit", str(path), *FIT, "--out", str(tmp_path / "cells.nmf.h5ad")]) == 0
+    assert path.read_bytes() == before  # the input is never written
+    annotated = anndata.read_h5ad(tmp_path / "cells.nmf.h5ad")
+    W, H = api_factors(X)
+    np.testing.assert_allclose(annotated.obsm["X_nmf"], W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(annotated.varm["nmf_components"], H.T, rtol=1e-10, atol=1e-12)
+    assert main(["fit", str(path), *FIT, "--out", str(path)]) == 2
+    assert "never writes over its input" in capsys.readouterr().err
+
+
+def test_malformed_files_are_clear_errors_with_a_non_zero_status(tmp_path, capsys):
+    import scipy.io
+    import scipy.sparse as sp
+
+    truncated = tmp_path / "truncated.npy"
+    np.save(truncated, counts())
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    negative = tmp_path / "negative.mtx"
+    scipy.io.mmwrite(negative, sp.coo_matrix(-counts()))
+    text = tmp_path / "text.csv"
+    text.write_text("1,2,3\n4,five,6\n")
+    expectations = {truncated: "truncated.npy", pickled: "Object arrays cannot be loaded",
+                    negative: "Negative values", text: "text.csv: not a table of numbers"}
+    for path, message in expectations.items():
+        assert main(["fit", str(path), "-k", "2", "--max-iter", "3"]) == 2, path
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
+def test_version_flag(capsys):
+    import fastnmf
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"fastnmf {fastnmf.__version__}"
