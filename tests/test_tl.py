@@ -65,6 +65,7 @@ def test_results_survive_the_h5ad_round_trip(tmp_path):
     assert back.uns["nmf"]["n_iter"] == 30 and back.uns["nmf"]["params"]["random_state"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["dense", "csr"])
 def test_a_backed_file_is_streamed_and_gives_the_in_memory_result(tmp_path, storage):
     X = counts()
