@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from .estimator import NMF
 from .functional import factorization_loss, non_negative_factorization
 from .minibatch import MiniBatchNMF
+from .ensemble import Ensemble, fit_ensemble, replicate_seed
 from .losses import beta_divergence
 from .reference import gradient_parts, multiplicative_update
 from .streaming import Chunks
@@ -25,6 +26,9 @@ from . import tl  # noqa: E402  (fastnmf.tl: AnnData; anndata itself is imported
 __all__ = [
     "NMF",
     "MiniBatchNMF",
+    "fit_ensemble",
+    "replicate_seed",
+    "Ensemble",
     "non_negative_factorization",
     "factorization_loss",
     "beta_divergence",

@@ -1,0 +1,315 @@
+"""Many factorizations at once: replicates × ranks advancing together (``fastnmf.fit_ensemble``).
+
+Every problem (k, r) is the single fit ``non_negative_factorization(X, n_components=k, init="random",
+random_state=replicate_seed(random_state, k, r), ...)``: the same start, the same rules, the same stopping test
+on its own objective (``tol`` every ``check_every`` iterations), after which it is frozen and leaves the batch.
+What is shared is the pass over X: for the unweighted Frobenius loss (MU and HALS) the statistics of all
+active problems are one product with the stacked factors (``[W₁ … W_B]ᵀX`` and ``X[H₁; …; H_B]ᵀ``) — one pass
+over X per half-iteration for the whole batch, split into groups whose stacked rank keeps the temporaries
+within ``memory_budget``; every other β needs each problem's own reconstruction and runs the problems' updates
+one after another on the same layout. A problem whose objective turns non-finite is dropped and reported;
+Ctrl-C raises :class:`EnsembleInterrupted` carrying the problems finished so far.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from .backends import resolve_backend
+from .init import initialize
+from .layouts import WeightedMatrix, as_layout
+from .losses import parse_beta_loss
+from .params import parse_bytes
+from .penalties import Penalties
+from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
+from .scaling import choose_scaling
+from .solvers import SolverResult, supports
+from .updates import HALSRule, HALSStatistics, MUStatistics
+from .validation import as_tensor
+from .weights import weighted_data
+
+__all__ = ["fit_ensemble", "replicate_seed", "Ensemble", "EnsembleInterrupted"]
+
+_DEFAULT_BUDGET = 1 << 30
+
+
+def replicate_seed(random_state, k: int, r: int) -> int:
+    """The integer seed of replicate ``r`` at rank ``k``: a function of (random_state, k, r) only, so adding
+    replicates or ranks never changes the existing ones. ``random_state`` must be an int (or None: 0)."""
+    if random_state is not None and not isinstance(random_state, (int, np.integer)):
+        raise ValueError(f"fit_ensemble needs an int random_state (or None), got {random_state!r}.")
+    base = 0 if random_state is None else int(random_state)
+    return int(np.random.SeedSequence([base & 0xFFFFFFFF, int(k), int(r)]).generate_state(1)[0] >> 1)
+
+
+class EnsembleInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit_ensemble`; ``ensemble`` holds the problems that had finished."""
+
+    def __init__(self, ensemble):
+        super().__init__(f"ensemble interrupted with {len(ensemble.finished)} problems finished")
+        self.ensemble = ensemble
+
+
+@dataclass
+class Ensemble:
+    """The fits of every (k, r): ``W(k, r)``, ``H(k, r)``, ``n_iter(k, r)``, ``loss(k, r)`` (the final
+    objective), ``loss_history(k, r)``; ``ranks``, ``n_replicates``, ``failed`` ((k, r, reason) of the
+    problems dropped for a non-finite objective). Factors come back in X's type."""
+
+    ranks: list
+    n_replicates: int
+    beta: float
+    results: dict = field(default_factory=dict)  # (k, r) -> SolverResult in X's units
+    failed: list = field(default_factory=list)
+    kind: object = None
+    X: object = None  # the data the ensemble was fitted on (consensus refits usages on it)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> list:
+        return sorted(self.results)
+
+    def _result(self, k, r) -> SolverResult:
+        if (k, r) not in self.results:
+            failed = [f for f in self.failed if f[:2] == (k, r)]
+            reason = f": it failed ({failed[0][2]})" if failed else ""
+            raise KeyError(f"No fit for n_components={k}, replicate {r} in this ensemble{reason} (ranks {self.ranks}, "
+                           f"{self.n_replicates} replicates).")
+        return self.results[(k, r)]
+
+    def W(self, k, r):
+        W = self._result(k, r).W
+        if W is None:
+            raise ValueError("This ensemble was fitted with keep_W=False: only H is kept.")
+        return self.kind.output(W.contiguous())
+
+    def H(self, k, r):
+        return self.kind.output(self._result(k, r).H.contiguous())
+
+    def n_iter(self, k, r) -> int:
+        return self._result(k, r).n_iter
+
+    def loss(self, k, r) -> float:
+        return self._result(k, r).loss_history[-1]
+
+    def loss_history(self, k, r) -> list:
+        return list(self._result(k, r).loss_history)
+
+    def components(self, k) -> torch.Tensor:
+        """The H of every finished replicate at rank k, stacked: (replicates · k) × n_features (torch)."""
+        return torch.cat([self.results[(kk, r)].H for kk, r in self.finished if kk == k])
+
+
+@dataclass
+class _Problem:
+    k: int
+    r: int
+    W: torch.Tensor
+    H: torch.Tensor
+    history: list
+    previous: float
+    n_iter: int = 0
+    done: bool = False
+    stop_reason: str = "max_iter"
+    divergence: float = float("nan")
+
+
+def _ranks(n_components) -> list:
+    ranks = [n_components] if isinstance(n_components, (int, np.integer)) else list(n_components)
+    if not ranks:
+        raise ValueError("n_components is empty: give an int or a list of ints ≥ 1.")
+    for k in ranks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"Invalid n_components entry {k!r}: every rank must be an int ≥ 1.")
+    if len(set(ranks)) != len(ranks):
+        raise ValueError(f"n_components has repeated ranks: {ranks}.")
+    return [int(k) for k in ranks]
+
+
+def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", solver="mu", tol=1e-4, max_iter=200,
+                 check_every=10, init="random", random_state=None, backend="auto", device=None, weights=None,
+                 alpha_W=0.0, alpha_H="same", l1_ratio=0.0, keep_W=True, memory_budget=None) -> Ensemble:
+    """Fit ``n_replicates`` random restarts at each rank of ``n_components`` (an int or a list), all together.
+
+    Replicate r at rank k equals ``non_negative_factorization(X, n_components=k, init="random",
+    random_state=replicate_seed(random_state, k, r), beta_loss=..., solver=..., tol=..., max_iter=...,
+    check_every=..., weights=...)`` run alone: the same ``n_iter`` and the same factors (float64: to
+    round-off). ``solver``: "mu" (any β) or "hals" (Frobenius). ``keep_W=False`` keeps only the H of each fit.
+    ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the stacked products of a group of problems.
+    """
+    ranks = _ranks(n_components)
+    if isinstance(n_replicates, bool) or not isinstance(n_replicates, (int, np.integer)) or n_replicates < 1:
+        raise ValueError(f"Invalid n_replicates={n_replicates!r}: expected an int ≥ 1.")
+    if init != "random":
+        raise ValueError(f"Invalid init={init!r}: an ensemble's replicates are random restarts (init='random').")
+    beta = parse_beta_loss(beta_loss)
+    if solver not in ("mu", "hals") or not supports(solver, beta):
+        raise ValueError(f"Invalid solver={solver!r} for beta_loss={beta_loss!r}: 'mu' (any β) or 'hals' (β = 2).")
+    seeds = {(k, r): replicate_seed(random_state, k, r) for k in ranks for r in range(n_replicates)}
+    budget = _DEFAULT_BUDGET if memory_budget is None else (
+        parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget))
+
+    X_tensor, kind = as_tensor(X, "X", device=device, check_values=weights is None)
+    if weights is not None:
+        if solver == "hals":
+            raise ValueError("solver='hals' has no weighted form: use solver='mu' with weights.")
+        X_tensor = weighted_data(X_tensor, weights, None)
+    layout = as_layout(X_tensor)
+    m, n = layout.shape
+    factor_dtype = layout.dtype if layout.dtype in (torch.float32, torch.float64) else torch.float32
+    chosen = resolve_backend("torch" if backend == "auto" else backend, layout, "auto", solver=solver)
+    scaling = choose_scaling(float(layout.max()), beta)
+    layout = scaling.data(layout)
+    if layout.dtype not in chosen.native_x_dtypes:
+        layout = layout.astype(factor_dtype)
+    eps_r = reconstruction_floor(float(layout.max()), factor_dtype)
+    alpha_h = alpha_W if alpha_H == "same" else alpha_H
+    penalties = scaling.penalties(Penalties.from_alphas(alpha_W, alpha_h, l1_ratio, m, n))
+    init_data = layout.init_data()
+
+    def evaluate(W, H):
+        divergence = float(chosen.objective(layout, W, H, beta=beta, eps_r=eps_r))
+        return divergence, divergence + float(penalties.value(W, H))
+
+    problems = []
+    for (k, r), seed in seeds.items():
+        W, H = initialize(init_data, k, "random", seed, factor_dtype)
+        W, H = apply_factor_floor_(W), apply_factor_floor_(H)
+        divergence, current = evaluate(W, H)
+        problems.append(_Problem(k, r, W, H, [current], current, divergence=divergence))
+
+    ensemble = Ensemble(ranks, int(n_replicates), beta, kind=kind, X=X,
+                        options=dict(beta_loss=beta_loss, solver=solver, tol=tol, max_iter=max_iter, device=device,
+                                     alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, check_every=check_every))
+
+    def finish(problem):
+        problem.done = True
+        result = SolverResult(W=exact_zeros(problem.W), H=exact_zeros(problem.H), n_iter=problem.n_iter,
+                              loss_history=problem.history, final_divergence=problem.divergence,
+                              stop_reason=problem.stop_reason)
+        result = scaling.result_out(result)
+        if not keep_W:
+            result = replace(result, W=None)
+        ensemble.results[(problem.k, problem.r)] = result
+        problem.W = problem.H = None
+
+    for problem in problems:
+        if not math.isfinite(problem.previous):
+            problem.done = True
+            ensemble.failed.append((problem.k, problem.r, "non-finite objective at the start"))
+    stacked = beta == 2.0 and not isinstance(layout, WeightedMatrix)
+    rules = _Rules(chosen, solver, beta, penalties, eps_r, layout)
+    try:
+        for iteration in range(1, max_iter + 1):
+            active = [p for p in problems if not p.done]
+            if not active:
+                break
+            if stacked:
+                for group in _groups(active, m, n, torch.empty((), dtype=factor_dtype).element_size(), budget):
+                    _stacked_iteration(layout, rules, group)
+            else:
+                for problem in active:
+                    problem.W, problem.H = layout.iteration(rules.w(problem.k), rules.h(problem.k), problem.W,
+                                                            problem.H)
+            for problem in active:
+                problem.n_iter = iteration
+                if iteration % check_every and iteration != max_iter:
+                    continue
+                problem.divergence, current = evaluate(problem.W, problem.H)
+                if not math.isfinite(current):
+                    problem.done = True
+                    problem.W = problem.H = None
+                    ensemble.failed.append((problem.k, problem.r, f"non-finite objective at iteration {iteration}"))
+                    continue
+                problem.history.append(current)
+                if problem.previous <= 0.0 or (problem.previous - current) / problem.previous < tol:
+                    problem.stop_reason = "tol"
+                    finish(problem)
+                    continue
+                problem.previous = current
+                if iteration == max_iter:
+                    finish(problem)
+    except KeyboardInterrupt as interrupt:
+        raise EnsembleInterrupted(ensemble) from interrupt
+    for problem in problems:
+        if not problem.done:
+            finish(problem)
+    return ensemble
+
+
+class _Rules:
+    """The update rules of each rank (HALS's sweep limits depend on k): made once per rank, as a single fit does."""
+
+    def __init__(self, backend, solver, beta, penalties, eps_r, layout):
+        self.backend, self.solver, self.beta, self.penalties, self.eps_r = backend, solver, beta, penalties, eps_r
+        self.layout, self._cache = layout, {}
+
+    def _make(self, k):
+        if k not in self._cache:
+            if self.solver == "mu":
+                make = self.backend.mu_rule
+                self._cache[k] = (make(self.beta, *self.penalties.w, eps_r=self.eps_r),
+                                  make(self.beta, *self.penalties.h, eps_r=self.eps_r))
+            else:
+                from .solvers import _ACCELERATION_DELTA, inner_sweep_limit
+
+                m, n = self.layout.shape
+                overhead = self.backend.hals_row_overhead.get(self.layout.device.type, 0.0)
+                make = self.backend.hals_rule
+                self._cache[k] = (
+                    make(*self.penalties.w, max_sweeps=inner_sweep_limit(n, m, k, self.layout.nnz, overhead),
+                         delta=_ACCELERATION_DELTA),
+                    make(*self.penalties.h, max_sweeps=inner_sweep_limit(m, n, k, self.layout.nnz, overhead),
+                         delta=_ACCELERATION_DELTA))
+        return self._cache[k]
+
+    def w(self, k):
+        return self._make(k)[0]
+
+    def h(self, k):
+        return self._make(k)[1]
+
+
+def _groups(active, m, n, itemsize, budget):
+    """Consecutive groups of problems whose stacked rank Σk keeps the stacked products (Σk·(m+n) values)
+    within ``budget`` bytes (at least one problem per group)."""
+    limit = max(1, budget // max(1, (m + n) * itemsize))
+    group, rank = [], 0
+    for problem in active:
+        if group and rank + problem.k > limit:
+            yield group
+            group, rank = [], 0
+        group.append(problem)
+        rank += problem.k
+    if group:
+        yield group
+
+
+def _split(product, problems):
+    """Rows of a stacked (Σk × b) product, one block per problem."""
+    return product.split([p.k for p in problems], dim=0)
+
+
+def _apply(rule, factor_t, numerator, gram):
+    statistics = (HALSStatistics(numerator, gram) if isinstance(rule, HALSRule)
+                  else MUStatistics(numerator, gram=gram))
+    return rule.apply(factor_t, statistics)[0]
+
+
+def _stacked_iteration(X, rules, problems):
+    """One Frobenius iteration (W then H) of every problem, with one stacked X product per half-update."""
+    H_stack = torch.cat([p.H for p in problems])  # Σk × n
+    numerators = _split(X.T.wt_x(H_stack.T), problems)  # H_i Xᵀ: the W updates' numerators (k_i × m)
+    for problem, numerator in zip(problems, numerators):
+        gram = problem.H @ problem.H.T
+        problem.W = _apply(rules.w(problem.k), problem.W.T, numerator, gram).T
+    W_stack = torch.cat([p.W for p in problems], dim=1)  # m × Σk
+    numerators = _split(X.wt_x(W_stack), problems)  # W_iᵀ X (k_i × n)
+    for problem, numerator in zip(problems, numerators):
+        gram = problem.W.T @ problem.W
+        problem.H = _apply(rules.h(problem.k), problem.H, numerator, gram)
+
