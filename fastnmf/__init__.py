@@ -18,6 +18,8 @@ from .estimator import NMF
 from .functional import factorization_loss, non_negative_factorization
 from .minibatch import MiniBatchNMF
 from .ensemble import Ensemble, fit_ensemble, replicate_seed
+from .consensus import consensus
+from .selection import select_k
 from .losses import beta_divergence
 from .reference import gradient_parts, multiplicative_update
 from .streaming import Chunks
@@ -29,6 +31,8 @@ __all__ = [
     "fit_ensemble",
     "replicate_seed",
     "Ensemble",
+    "consensus",
+    "select_k",
     "non_negative_factorization",
     "factorization_loss",
     "beta_divergence",

@@ -1,0 +1,64 @@
+"""fastnmf.consensus (cNMF's method) recovers planted programs; fastnmf.select_k finds the planted rank."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+import fastnmf
+
+
+def planted(k=6, shape=(500, 150), seed=0, depth=1500):
+    rng = np.random.RandomState(seed)
+    programs = rng.gamma(0.3, 1.0, (k, shape[1]))
+    programs /= programs.sum(axis=1, keepdims=True)
+    usage = rng.dirichlet(np.full(k, 0.3), shape[0]) * depth
+    return rng.poisson(usage @ programs).astype(np.float64), programs
+
+
+def matched_cosines(found, truth):
+    a = found / np.linalg.norm(found, axis=1, keepdims=True)
+    b = truth / np.linalg.norm(truth, axis=1, keepdims=True)
+    cosines = a @ b.T
+    rows, columns = linear_sum_assignment(-cosines)
+    return cosines[rows, columns]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["dense", "csr"])
+def test_consensus_recovers_planted_programs(storage):
+    X, programs = planted()
+    data = X if storage == "dense" else sp.csr_matrix(X)
+    ensemble = fastnmf.fit_ensemble(data, [6], 6, beta_loss=1.0, tol=1e-5, max_iter=300, random_state=0)
+    result = fastnmf.consensus(ensemble, 6)
+    assert result.components.shape == (6, 150) and result.usages.shape == (500, 6)
+    assert np.all(matched_cosines(np.asarray(result.components), programs) >= 0.95)
+    assert result.stability > 0.8 and result.kept <= result.pooled == 36
+    np.testing.assert_allclose(np.asarray(result.components).sum(axis=1), 1.0)
+    assert result.error == pytest.approx(fastnmf.factorization_loss(data, result.usages, result.components, 1.0))
+
+
+def test_select_k_reports_every_statistic_and_plots(tmp_path):
+    X, _ = planted(k=4, shape=(200, 80))
+    selection = fastnmf.select_k(X, [3, 4, 5], n_replicates=3, beta_loss=1.0, random_state=0)
+    table = selection.to_dict()
+    assert table["ks"] == [3, 4, 5] and selection.suggested_k == 4
+    for name in ("stability", "consensus_error", "cophenetic", "dispersion", "cv_error"):
+        assert len(table[name]) == 3 and np.all(np.isfinite(table[name]))
+    selection.plot(tmp_path / "k.png")
+    assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta", [2.0, 1.0])
+def test_cross_validation_is_lowest_at_the_planted_rank(beta):
+    hits = 0
+    for seed in range(10):
+        X, _ = planted(k=4, shape=(200, 80), seed=seed, depth=500)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            selection = fastnmf.select_k(X, [2, 3, 4, 5, 6], n_replicates=3, beta_loss=beta, random_state=seed)
+        hits += int(selection.ks[int(np.argmin(selection.cv_error))] == 4)
+    assert hits >= 9
