@@ -10,6 +10,7 @@ Examples::
     python -m bench --from a.jsonl --from b.jsonl --table t.md --plot plots/   # report saved results
     python -m bench --distributed 4 --table distributed.md   # fastnmf.distributed on 1, 2, 4 gloo ranks
     python -m bench --streaming --table streaming.md         # a 4 GiB memmap streamed; MiniBatchNMF vs sklearn
+    python -m bench --ensemble --table ensemble.md           # replicates × ranks batched vs one by one
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="sources", action="append", metavar="JSONL",
                         help="run nothing: print (and --table/--plot) the records of earlier runs (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="instead of the providers: 20 replicates × k 5–9 batched (fit_ensemble) against the same "
+                        "fits one by one and scikit-learn's one by one (bench/ensemble.py)")
     parser.add_argument("--streaming", action="store_true",
                         help="instead of the providers: an out-of-core fit of a memmap written to disk beside the "
                         "in-memory fit, and MiniBatchNMF against scikit-learn's (bench/streaming.py)")
@@ -130,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.sources:
         return _report_saved(args)
+    if args.ensemble:
+        from . import ensemble
+
+        ensemble.run(out=args.out, table=args.table)
+        return 0
     if args.streaming:
         from . import streaming
 
