@@ -6,7 +6,7 @@ on its own objective (``tol`` every ``check_every`` iterations), after which it 
 What is shared is the pass over X: for the unweighted Frobenius loss (MU and HALS) the statistics of all
 active problems are one product with the stacked factors (``[W₁ … W_B]ᵀX`` and ``X[H₁; …; H_B]ᵀ``) — one pass
 over X per half-iteration for the whole batch, split into groups whose stacked rank keeps the temporaries
-within ``memory_budget``; every other β needs each problem's own reconstruction and runs the problems' updates
+within ``memory_budget`` — and MU's Grams and steps of all problems of one rank are batched (bmm); every other β needs each problem's own reconstruction and runs the problems' updates
 one after another on the same layout. A problem whose objective turns non-finite is dropped and reported;
 Ctrl-C raises :class:`EnsembleInterrupted` carrying the problems finished so far.
 """
@@ -28,7 +28,7 @@ from .penalties import Penalties
 from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
 from .scaling import choose_scaling
 from .solvers import SolverResult, supports
-from .updates import HALSRule, HALSStatistics, MUStatistics
+from .updates import HALSRule, HALSStatistics, MUStatistics, multiplicative_step
 from .validation import as_tensor
 from .weights import weighted_data
 
@@ -209,8 +209,9 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
             if not active:
                 break
             if stacked:
+                step = _stacked_mu_iteration if solver == "mu" else _stacked_iteration
                 for group in _groups(active, m, n, torch.empty((), dtype=factor_dtype).element_size(), budget):
-                    _stacked_iteration(layout, rules, group)
+                    step(layout, rules, group)
             else:
                 for problem in active:
                     problem.W, problem.H = layout.iteration(rules.w(problem.k), rules.h(problem.k), problem.W,
@@ -298,6 +299,44 @@ def _apply(rule, factor_t, numerator, gram):
     statistics = (HALSStatistics(numerator, gram) if isinstance(rule, HALSRule)
                   else MUStatistics(numerator, gram=gram))
     return rule.apply(factor_t, statistics)[0]
+
+
+def _stacked_mu_iteration(X, rules, problems):
+    """One Frobenius MU iteration of every problem: one stacked X product per half-update, and the Grams and
+    steps of all problems of one rank as batched (bmm, elementwise) operations — the same arithmetic as each
+    single fit's ``MURule.apply`` (``multiplicative_step`` with the denominator ``(WᵀW)H``)."""
+    by_rank: dict = {}
+    for problem in problems:
+        by_rank.setdefault(problem.k, []).append(problem)
+    ordered = [problem for group in by_rank.values() for problem in group]
+    m = X.shape[0]
+    numerators = X.T.wt_x(torch.cat([p.H for p in ordered]).T)  # rows: H_i Xᵀ of each problem, in order
+    offset = 0
+    for k, group in by_rank.items():
+        count = len(group)
+        numerator = numerators[offset:offset + count * k].reshape(count, k, m)
+        offset += count * k
+        H = torch.stack([p.H for p in group])
+        W_t = torch.stack([p.W.T for p in group])
+        rule = rules.w(k)
+        new = multiplicative_step(numerator, torch.bmm(torch.bmm(H, H.transpose(1, 2)), W_t), W_t, beta=2.0,
+                                  l1=rule.l1, l2=rule.l2)
+        for problem, W_new_t in zip(group, new.unbind(0)):
+            problem.W = W_new_t.T
+    numerators = X.wt_x(torch.cat([p.W for p in ordered], dim=1))  # W_iᵀ X, in order
+    n = numerators.shape[1]
+    offset = 0
+    for k, group in by_rank.items():
+        count = len(group)
+        numerator = numerators[offset:offset + count * k].reshape(count, k, n)
+        offset += count * k
+        W = torch.stack([p.W for p in group])
+        H = torch.stack([p.H for p in group])
+        rule = rules.h(k)
+        new = multiplicative_step(numerator, torch.bmm(torch.bmm(W.transpose(1, 2), W), H), H, beta=2.0,
+                                  l1=rule.l1, l2=rule.l2)
+        for problem, H_new in zip(group, new.unbind(0)):
+            problem.H = H_new
 
 
 def _stacked_iteration(X, rules, problems):
