@@ -6,6 +6,9 @@ Results are stored the way ``scanpy.pp.pca`` stores its own: the cell usages in 
 with ``key_added=K``, all three under ``K``. They survive ``write_h5ad`` / ``read_h5ad``. A backed AnnData
 (``read_h5ad(path, backed="r")``) is streamed from its file (docs/streaming.md). ``anndata`` is an optional
 dependency: ``pip install fastnmf[anndata]``.
+
+:func:`consensus_nmf` (replicates and cNMF's consensus, ``fastnmf.consensus``) and :func:`select_k` (the
+k-selection table, ``fastnmf.select_k``) store their results the same way; they need the matrix in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import scipy.sparse as sp
 from .estimator import NMF
 from .streaming import Chunks, as_source, is_out_of_core
 
-__all__ = ["nmf"]
+__all__ = ["nmf", "consensus_nmf", "select_k"]
 
 _INSTALL = "pip install 'fastnmf[anndata]'"
 
@@ -116,3 +119,51 @@ def nmf(adata, n_components: int, *, layer: str | None = None, mask_var=None, ke
                               reconstruction_err=float(model.reconstruction_err_),
                               loss_history=np.asarray(model.loss_history_, dtype=np.float64))
     return adata if copy else None
+
+
+def _in_memory(adata, layer, mask, what: str):
+    X = _matrix(adata, layer, mask)
+    if is_out_of_core(X) or isinstance(X, Chunks):
+        raise ValueError(f"{what} needs the matrix in memory (an ensemble fits it many times): load the AnnData "
+                         "(adata.to_memory()) or select genes first.")
+    return X
+
+
+def consensus_nmf(adata, k: int, *, n_replicates: int = 20, layer: str | None = None, mask_var=None,
+                  key_added: str | None = None, copy: bool = False, density_threshold: float = 0.5,
+                  local_neighborhood_size: float = 0.3, **options):
+    """Fit ``n_replicates`` random restarts at rank ``k`` and store their consensus (cNMF's method): usages
+    in ``obsm["X_cnmf"]``, programs in ``varm["cnmf_components"]`` (genes × k, zeros outside ``mask_var``),
+    ``uns["cnmf"]`` (k, stability, error, kept components); ``key_added`` as in :func:`nmf`. ``**options`` go
+    to ``fastnmf.fit_ensemble`` (``beta_loss``, ``tol``, ``max_iter``, ``random_state``, …)."""
+    from .consensus import consensus
+    from .ensemble import fit_ensemble
+
+    _require_anndata()
+    if copy:
+        adata = adata.copy()
+    mask = _gene_mask(adata, mask_var)
+    X = _in_memory(adata, layer, mask, "consensus_nmf")
+    result = consensus(fit_ensemble(X, [k], n_replicates, **options), k, density_threshold=density_threshold,
+                       local_neighborhood_size=local_neighborhood_size)
+    components = np.zeros((adata.n_vars, k))
+    components[mask if mask is not None else slice(None)] = np.asarray(result.components).T
+    obsm_key, varm_key, uns_key = (key_added,) * 3 if key_added else ("X_cnmf", "cnmf_components", "cnmf")
+    adata.obsm[obsm_key] = np.asarray(result.usages)
+    adata.varm[varm_key] = components
+    adata.uns[uns_key] = dict(k=int(k), n_replicates=int(n_replicates), stability=float(result.stability),
+                              error=float(result.error), kept=int(result.kept), pooled=int(result.pooled))
+    return adata if copy else None
+
+
+def select_k(adata, ks, *, layer: str | None = None, mask_var=None, key_added: str = "nmf_select_k",
+             **options) -> dict:
+    """``fastnmf.select_k`` on the AnnData's matrix; the table (``KSelection.to_dict()``) is stored in
+    ``adata.uns[key_added]`` and returned."""
+    from .selection import select_k as select
+
+    _require_anndata()
+    mask = _gene_mask(adata, mask_var)
+    table = select(_in_memory(adata, layer, mask, "select_k"), ks, **options).to_dict()
+    adata.uns[key_added] = table
+    return table

@@ -91,3 +91,15 @@ def test_without_anndata_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "anndata", None)
     with pytest.raises(ImportError, match=r"pip install 'fastnmf\[anndata\]'"):
         tl.nmf(object(), 3)
+
+
+def test_consensus_nmf_and_select_k_store_their_tables(tmp_path):
+    X = counts()
+    adata = anndata.AnnData(X=X)
+    tl.consensus_nmf(adata, 4, n_replicates=3, beta_loss="kullback-leibler", max_iter=50, random_state=0)
+    assert adata.obsm["X_cnmf"].shape == (120, 4) and adata.varm["cnmf_components"].shape == (40, 4)
+    assert adata.uns["cnmf"]["k"] == 4 and 0 < adata.uns["cnmf"]["kept"] <= 12
+    table = tl.select_k(adata, [3, 4], n_replicates=2, beta_loss="kullback-leibler", max_iter=50)
+    assert adata.uns["nmf_select_k"]["ks"] == [3, 4] == table["ks"]
+    adata.write_h5ad(tmp_path / "k.h5ad")
+    assert anndata.read_h5ad(tmp_path / "k.h5ad").uns["nmf_select_k"]["suggested_k"] in (3, 4)
