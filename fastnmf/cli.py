@@ -160,6 +160,18 @@ def run_fit(args) -> int:
     return 0
 
 
+def run_ensemble_command(args) -> int:
+    """Replicates × ranks, consensus and the choice of k, resumable (``fastnmf.workflow``)."""
+    from .workflow import parse_ranks, run_ensemble
+
+    summary = run_ensemble(args.data, parse_ranks(args.k), args.replicates, args.out, beta_loss=args.beta_loss,
+                           max_iter=args.max_iter, tol=args.tol, seed=args.seed)
+    print(json.dumps(summary) if args.json else
+          f"{summary['reused']} fits reused, {summary['refitted']} fitted; suggested k = {summary['suggested_k']}; "
+          f"outputs in {summary['out']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastnmf", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fastnmf {__version__}")
@@ -185,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="a progress bar on stderr (default: when stderr is a terminal)")
     fit.set_defaults(run=run_fit)
+    ensemble = commands.add_parser(
+        "ensemble", help="replicates × ranks, cNMF's consensus and the choice of k; resumable after a kill",
+        description="Fit --replicates random restarts at every rank of --k, write each fit to OUT/fits/ as it "
+        "finishes (a re-run after an interruption fits only what is missing), then per rank the consensus "
+        "spectra (programs × features) and usages (samples × programs) as .tsv, and the k-selection table and "
+        "plot (OUT/k_selection.tsv, .png).")
+    ensemble.add_argument("data", help="the matrix file (formats as for fit)")
+    ensemble.add_argument("--k", required=True, help="ranks: 5-13, or 5,7,9")
+    ensemble.add_argument("--replicates", type=int, default=20, help="random restarts per rank (default 20)")
+    ensemble.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    ensemble.add_argument("--beta-loss", type=_beta_arg, default="kullback-leibler",
+                          help="frobenius | kullback-leibler | itakura-saito | a number (default kullback-leibler)")
+    ensemble.add_argument("--max-iter", type=int, default=500)
+    ensemble.add_argument("--tol", type=float, default=1e-4)
+    ensemble.add_argument("--seed", type=int, default=0)
+    ensemble.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    ensemble.set_defaults(run=run_ensemble_command)
     return parser
 
 

@@ -132,7 +132,8 @@ def _ranks(n_components) -> list:
 
 def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", solver="mu", tol=1e-4, max_iter=200,
                  check_every=10, init="random", random_state=None, backend="auto", device=None, weights=None,
-                 alpha_W=0.0, alpha_H="same", l1_ratio=0.0, keep_W=True, memory_budget=None) -> Ensemble:
+                 alpha_W=0.0, alpha_H="same", l1_ratio=0.0, keep_W=True, memory_budget=None, skip=(),
+                 on_finish=None) -> Ensemble:
     """Fit ``n_replicates`` random restarts at each rank of ``n_components`` (an int or a list), all together.
 
     Replicate r at rank k equals ``non_negative_factorization(X, n_components=k, init="random",
@@ -140,6 +141,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     check_every=..., weights=...)`` run alone: the same ``n_iter`` and the same factors (float64: to
     round-off). ``solver``: "mu" (any β) or "hals" (Frobenius). ``keep_W=False`` keeps only the H of each fit.
     ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the stacked products of a group of problems.
+    ``skip``: (k, r) pairs not to fit (a resumed run that has them already); ``on_finish(k, r, result)`` is
+    called as each problem finishes (result in X's units, torch tensors), e.g. to write it to disk.
     """
     ranks = _ranks(n_components)
     if isinstance(n_replicates, bool) or not isinstance(n_replicates, (int, np.integer)) or n_replicates < 1:
@@ -149,7 +152,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     beta = parse_beta_loss(beta_loss)
     if solver not in ("mu", "hals") or not supports(solver, beta):
         raise ValueError(f"Invalid solver={solver!r} for beta_loss={beta_loss!r}: 'mu' (any β) or 'hals' (β = 2).")
-    seeds = {(k, r): replicate_seed(random_state, k, r) for k in ranks for r in range(n_replicates)}
+    skip = {(int(k), int(r)) for k, r in skip}
+    seeds = {(k, r): replicate_seed(random_state, k, r) for k in ranks for r in range(n_replicates) if (k, r) not in skip}
     budget = _DEFAULT_BUDGET if memory_budget is None else (
         parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget))
 
@@ -192,6 +196,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
                               loss_history=problem.history, final_divergence=problem.divergence,
                               stop_reason=problem.stop_reason)
         result = scaling.result_out(result)
+        if on_finish is not None:
+            on_finish(problem.k, problem.r, result)
         if not keep_W:
             result = replace(result, W=None)
         ensemble.results[(problem.k, problem.r)] = result

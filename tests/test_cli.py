@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,51 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"fastnmf {fastnmf.__version__}"
+
+
+def _ensemble_killed_after(data, out, fits, error_file):
+    """Child process: the ensemble command, SIGKILLed by its own writer after ``fits`` fits are on disk."""
+    import os
+    import signal
+
+    from fastnmf import workflow
+
+    written = [0]
+
+    def writer(path, result):
+        workflow.write_fit(path, result)
+        written[0] += 1
+        if written[0] == fits:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    try:
+        workflow.run_ensemble(data, [2, 3], 4, out, beta_loss="kullback-leibler", max_iter=100, writer=writer)
+    except BaseException as error:  # noqa: BLE001
+        Path(error_file).write_text(repr(error))
+
+
+@pytest.mark.slow
+def test_ensemble_killed_half_way_then_rerun_gives_the_uninterrupted_outputs(tmp_path):
+    import multiprocessing
+
+    X = counts((40, 15))
+    data = tmp_path / "x.npy"
+    np.save(data, X)
+    arguments = ["--k", "2-3", "--replicates", "4", "--beta-loss", "kullback-leibler", "--max-iter", "100"]
+    assert main(["ensemble", str(data), *arguments, "--out", str(tmp_path / "straight")]) == 0
+    child = multiprocessing.get_context("spawn").Process(
+        target=_ensemble_killed_after, args=(str(data), str(tmp_path / "resumed"), 4, str(tmp_path / "error")))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -9 and not (tmp_path / "error").exists()  # killed mid-run, by SIGKILL
+    kept = {path.name: path.read_bytes() for path in (tmp_path / "resumed" / "fits").iterdir()}
+    assert len(kept) == 4
+    assert main(["ensemble", str(data), *arguments, "--out", str(tmp_path / "resumed")]) == 0
+    for name, content in kept.items():  # finished fits are kept byte for byte
+        assert (tmp_path / "resumed" / "fits" / name).read_bytes() == content
+    for name in ("k2.spectra.tsv", "k3.usages.tsv", "k_selection.tsv"):
+        straight = np.genfromtxt(tmp_path / "straight" / name, delimiter="\t", skip_header=1)[:, 1:]
+        resumed = np.genfromtxt(tmp_path / "resumed" / name, delimiter="\t", skip_header=1)[:, 1:]
+        np.testing.assert_allclose(resumed, straight, rtol=1e-6, atol=1e-9)
+    assert (tmp_path / "resumed" / "k_selection.png").exists()
+    assert main(["ensemble", str(data), "--k", "2-4", "--replicates", "4", "--out", str(tmp_path / "resumed")]) == 2
