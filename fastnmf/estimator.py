@@ -20,7 +20,7 @@ from .params import (Anything, BetaLoss, Boolean, Device, Either, Integer, Memor
                      Options, Path, RealRange, validate_parameters)
 from .solvers import SOLVER_NAMES
 from .streaming import ChunkReadError, as_source, should_stream
-from .validation import as_tensor
+from .validation import ArrayLike, as_tensor
 
 __all__ = ["NMF"]
 
@@ -202,7 +202,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """A copy of this estimator's options with ``changes`` (the fit options of a resume or transform)."""
         return type(self)(**{**self.get_params(deep=False), **changes})
 
-    def fit_transform(self, X, y=None, W=None, H=None, weights=None):
+    def fit_transform(self, X, y=None, W=None, H=None, weights=None) -> ArrayLike:
         """Fit the model to X and return W (n_samples × n_components).
 
         ``W``, ``H``: starting factors for ``init="custom"`` (never modified). ``weights``: non-negative
@@ -250,7 +250,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return fit.kind.output(result.W.contiguous())
 
     @classmethod
-    def resume(cls, path, X, weights=None, **overrides):
+    def resume(cls, path, X, weights=None, **overrides) -> NMF:
         """Continue a fit from the checkpoint at ``path`` on the same X (and the same ``weights``, if the
         fit had some); returns the fitted estimator.
 
@@ -278,7 +278,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                    start_iteration=state.n_iter, history=state.loss_history, solver_state=state.solver_state)
         return model
 
-    def fit(self, X, y=None, **params):
+    def fit(self, X, y=None, **params) -> NMF:
         """Fit the model to X; returns self."""
         self.fit_transform(X, **params)
         return self
@@ -292,7 +292,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"{self.n_features_in_} features as input."
             )
 
-    def transform(self, X, weights=None):
+    def transform(self, X, weights=None) -> ArrayLike:
         """W (n_samples × n_components) for new X, with the fitted components held fixed.
 
         ``weights``: optional entry weights of X's shape, as in :meth:`fit_transform`.
@@ -303,7 +303,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         fit = fit_factorization(X, None, self.components_, options, update_H=False, weights=weights)
         return fit.kind.output(fit.result.W.contiguous())
 
-    def inverse_transform(self, X=None, *, W=None):
+    def inverse_transform(self, X=None, *, W=None) -> ArrayLike:
         """Back to data space: ``W @ components_`` (n_samples × n_features), always dense (also for a
         sparse W: the reconstruction is dense by definition); scipy/numpy in → numpy out, torch → torch."""
         check_is_fitted(self)

@@ -30,7 +30,7 @@ def _option_names() -> list[str]:
 
 
 def non_negative_factorization(X, W=None, H=None, n_components="auto", *, update_H=True, weights=None,
-                               callback=None, **options):
+                               callback=None, **options) -> tuple:
     """Find non-negative W, H whose product approximates the non-negative X.
 
     ``X (n_samples × n_features) ≈ W (n_samples × n_components) · H (n_components × n_features)``,

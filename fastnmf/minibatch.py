@@ -36,7 +36,7 @@ from .penalties import Penalties
 from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor, safe_ratio
 from .streaming import as_source, is_out_of_core
 from .updates import HALSStatistics, MURule, hals_fit
-from .validation import InputKind, as_tensor, check_factor
+from .validation import ArrayLike, InputKind, as_tensor, check_factor
 
 __all__ = ["MiniBatchNMF"]
 
@@ -243,7 +243,7 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     # --- the estimator -------------------------------------------------------------------------------------
 
-    def fit_transform(self, X, y=None, W=None, H=None):
+    def fit_transform(self, X, y=None, W=None, H=None) -> ArrayLike:
         """Fit on X (passes of mini-batches) and return W (n_samples × n_components)."""
         p = self._params()
         data, kind, streamed = self._data(X, p["batch_size"])
@@ -273,11 +273,11 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.n_iter_ = math.ceil(step / steps_per_pass)
         return self._store(data, kind, W, H)
 
-    def fit(self, X, y=None, **params):
+    def fit(self, X, y=None, **params) -> MiniBatchNMF:
         self.fit_transform(X, **params)
         return self
 
-    def partial_fit(self, X, y=None, W=None, H=None):
+    def partial_fit(self, X, y=None, W=None, H=None) -> MiniBatchNMF:
         """One mini-batch step with all of X as the batch (W solved afresh); the first call initializes H."""
         p = self._params()
         data, kind, streamed = self._data(X, max(1, as_shape(X)[0]))
@@ -301,7 +301,7 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._fit_kind = kind
         return self
 
-    def transform(self, X):
+    def transform(self, X) -> ArrayLike:
         """W for X with the components fixed (MU from a constant start, up to ``transform_max_iter`` steps)."""
         check_is_fitted(self)
         p = self._params()
@@ -313,7 +313,7 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         W = self._solve_W(data, H, p["transform_max_iter"] or p["max_iter"], p)
         return kind.output(exact_zeros(W).contiguous())
 
-    def inverse_transform(self, X=None, *, W=None):
+    def inverse_transform(self, X=None, *, W=None) -> ArrayLike:
         check_is_fitted(self)
         W = X if W is None else W
         W = torch.as_tensor(np.asarray(W) if not isinstance(W, torch.Tensor) else W)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,7 @@ from .layouts.base import Layout
 from .layouts.sparse import SparseMatrix
 
 __all__ = [
+    "ArrayLike",
     "InputKind",
     "as_tensor",
     "is_sparse_input",
@@ -30,6 +32,9 @@ __all__ = [
     "check_sparse_values",
     "check_factor",
 ]
+
+# What fits return: numpy arrays for numpy or scipy input, torch tensors for torch input (InputKind.output).
+ArrayLike = Union[np.ndarray, torch.Tensor]
 
 _HALF = (torch.float16, torch.bfloat16)
 _NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float64: np.float64}
