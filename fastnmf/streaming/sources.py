@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 __all__ = ["ArrayRows", "SparseRows", "Chunks", "as_source", "is_out_of_core", "ChunkReadError"]
 
@@ -114,7 +115,7 @@ def as_source(X):
         if X.device.type != "cpu":
             raise ValueError(f"X is already on {X.device}: chunk_rows / memory_budget stream X from the host; "
                              "pass it as a CPU tensor or numpy array with device='cuda', or leave them unset.")
-        if X.layout != torch_strided():
+        if X.layout != torch.strided:
             coo = X.detach().to_sparse_coo().coalesce()
             return SparseRows(sp.csr_matrix((coo.values().numpy(), coo.indices().numpy()), shape=tuple(X.shape)))
         return ArrayRows(X.detach().numpy())
@@ -128,8 +129,3 @@ def as_source(X):
     raise TypeError(f"Cannot stream X of type {type(X).__name__}: pass an array-like that slices rows, a scipy "
                     "sparse matrix, or fastnmf.Chunks.")
 
-
-def torch_strided():
-    import torch
-
-    return torch.strided
