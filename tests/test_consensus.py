@@ -40,6 +40,7 @@ def test_consensus_recovers_planted_programs(storage):
     assert result.error == pytest.approx(fastnmf.factorization_loss(data, result.usages, result.components, 1.0))
 
 
+@pytest.mark.slow
 def test_select_k_reports_every_statistic_and_plots(tmp_path):
     X, _ = planted(k=4, shape=(200, 80))
     selection = fastnmf.select_k(X, [3, 4, 5], n_replicates=3, beta_loss=1.0, random_state=0)

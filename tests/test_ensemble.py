@@ -28,7 +28,7 @@ def alone(X, k, r, **options):
 
 
 @pytest.mark.parametrize("beta, solver", CASES)
-@pytest.mark.parametrize("storage", ["dense", "csr"])
+@pytest.mark.parametrize("storage", ["dense", pytest.param("csr", marks=pytest.mark.slow)])
 def test_every_replicate_equals_its_single_fit(beta, solver, storage):
     X = counts() if storage == "dense" else sp.csr_matrix(counts())
     options = dict(beta_loss=beta, solver=solver, tol=1e-4, max_iter=300)

@@ -67,6 +67,7 @@ def test_partial_fit_then_transform():
         model.partial_fit(X[:, :10])
 
 
+@pytest.mark.slow
 def test_streamed_sources_give_the_in_memory_result(tmp_path):
     X = counts()
     path = tmp_path / "x.npy"
