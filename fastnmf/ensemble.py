@@ -27,7 +27,7 @@ from .params import parse_bytes
 from .penalties import Penalties
 from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
 from .scaling import choose_scaling
-from .solvers import SolverResult, supports
+from .solvers import SolverResult, hals_rules, supports
 from .updates import HALSRule, HALSStatistics, MUStatistics, multiplicative_step
 from .validation import as_tensor
 from .weights import weighted_data
@@ -262,16 +262,7 @@ class _Rules:
                 self._cache[k] = (make(self.beta, *self.penalties.w, eps_r=self.eps_r),
                                   make(self.beta, *self.penalties.h, eps_r=self.eps_r))
             else:
-                from .solvers import _ACCELERATION_DELTA, inner_sweep_limit
-
-                m, n = self.layout.shape
-                overhead = self.backend.hals_row_overhead.get(self.layout.device.type, 0.0)
-                make = self.backend.hals_rule
-                self._cache[k] = (
-                    make(*self.penalties.w, max_sweeps=inner_sweep_limit(n, m, k, self.layout.nnz, overhead),
-                         delta=_ACCELERATION_DELTA),
-                    make(*self.penalties.h, max_sweeps=inner_sweep_limit(m, n, k, self.layout.nnz, overhead),
-                         delta=_ACCELERATION_DELTA))
+                self._cache[k] = hals_rules(self.backend, self.layout, self.penalties, k)
         return self._cache[k]
 
     def w(self, k):
@@ -310,39 +301,39 @@ def _apply(rule, factor_t, numerator, gram):
 def _stacked_mu_iteration(X, rules, problems):
     """One Frobenius MU iteration of every problem: one stacked X product per half-update, and the Grams and
     steps of all problems of one rank as batched (bmm, elementwise) operations — the same arithmetic as each
-    single fit's ``MURule.apply`` (``multiplicative_step`` with the denominator ``(WᵀW)H``)."""
+    single fit's ``MURule.apply`` (``multiplicative_step`` with the denominator ``(LLᵀ)R``)."""
     by_rank: dict = {}
     for problem in problems:
         by_rank.setdefault(problem.k, []).append(problem)
     ordered = [problem for group in by_rank.values() for problem in group]
-    m = X.shape[0]
-    numerators = X.T.wt_x(torch.cat([p.H for p in ordered]).T)  # rows: H_i Xᵀ of each problem, in order
-    offset = 0
+
+    def store_w(problem, W_t):
+        problem.W = W_t.T
+
+    def store_h(problem, H):
+        problem.H = H
+
+    # W: numerators H_i Xᵀ, Grams H_i H_iᵀ, updating W_iᵀ; then H: numerators W_iᵀ X, Grams W_iᵀ W_i.
+    _batched_steps(X.T.wt_x(torch.cat([p.H for p in ordered]).T), by_rank, lambda p: p.H, lambda p: p.W.T,
+                   rules.w, store_w)
+    _batched_steps(X.wt_x(torch.cat([p.W for p in ordered], dim=1)), by_rank, lambda p: p.W.T, lambda p: p.H,
+                   rules.h, store_h)
+
+
+def _batched_steps(numerators, by_rank, left, right, rule_of, store):
+    """For each rank's group: the MU step of the right factors R_i (k×c) with the numerators (rows of the stacked
+    product, in group order) and the denominators ``(L_i L_iᵀ) R_i``, L_i the other factor (k×b)."""
+    offset, width = 0, numerators.shape[1]
     for k, group in by_rank.items():
-        count = len(group)
-        numerator = numerators[offset:offset + count * k].reshape(count, k, m)
-        offset += count * k
-        H = torch.stack([p.H for p in group])
-        W_t = torch.stack([p.W.T for p in group])
-        rule = rules.w(k)
-        new = multiplicative_step(numerator, torch.bmm(torch.bmm(H, H.transpose(1, 2)), W_t), W_t, beta=2.0,
+        numerator = numerators[offset:offset + len(group) * k].reshape(len(group), k, width)
+        offset += len(group) * k
+        L = torch.stack([left(p) for p in group])
+        R = torch.stack([right(p) for p in group])
+        rule = rule_of(k)
+        new = multiplicative_step(numerator, torch.bmm(torch.bmm(L, L.transpose(1, 2)), R), R, beta=2.0,
                                   l1=rule.l1, l2=rule.l2)
-        for problem, W_new_t in zip(group, new.unbind(0)):
-            problem.W = W_new_t.T
-    numerators = X.wt_x(torch.cat([p.W for p in ordered], dim=1))  # W_iᵀ X, in order
-    n = numerators.shape[1]
-    offset = 0
-    for k, group in by_rank.items():
-        count = len(group)
-        numerator = numerators[offset:offset + count * k].reshape(count, k, n)
-        offset += count * k
-        W = torch.stack([p.W for p in group])
-        H = torch.stack([p.H for p in group])
-        rule = rules.h(k)
-        new = multiplicative_step(numerator, torch.bmm(torch.bmm(W.transpose(1, 2), W), H), H, beta=2.0,
-                                  l1=rule.l1, l2=rule.l2)
-        for problem, H_new in zip(group, new.unbind(0)):
-            problem.H = H_new
+        for problem, value in zip(group, new.unbind(0)):
+            store(problem, value)
 
 
 def _stacked_iteration(X, rules, problems):

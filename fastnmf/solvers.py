@@ -101,6 +101,22 @@ def inner_sweep_limit(m: int, n: int, k: int, nnz: int | None = None, row_overhe
     return 1 + int(_ACCELERATION_ALPHA * rho)
 
 
+def hals_rules(backend: Backend, X, penalties: Penalties, k: int, *, sweeps=None, fit_w: bool = False):
+    """The HALS rules ``(rule_w, rule_h)`` of rank k on layout X: at most ``sweeps`` inner sweeps per product,
+    or, with None, Gillis & Glineur's limits from the backend's cost model (:func:`inner_sweep_limit`; sparse
+    X's products cost nnz·k, so fewer sweeps pay for themselves). ``fit_w``: the W update returns its fit term."""
+    if sweeps is None:
+        m, n = X.shape
+        overhead = backend.hals_row_overhead.get(X.device.type, 0.0)
+        sweeps_w = inner_sweep_limit(n, m, k, X.nnz, overhead)  # W is the right factor of Xᵀ (n×m)
+        sweeps_h = inner_sweep_limit(m, n, k, X.nnz, overhead)
+    else:
+        sweeps_w = sweeps_h = sweeps
+    make = backend.hals_rule
+    return (make(*penalties.w, max_sweeps=sweeps_w, delta=_ACCELERATION_DELTA, fit=fit_w),
+            make(*penalties.h, max_sweeps=sweeps_h, delta=_ACCELERATION_DELTA))
+
+
 class _HALS:
     """Hierarchical ALS for β = 2 (Cichocki & Phan 2009), accelerated by repeated inner sweeps
     (Gillis & Glineur 2012), optionally with extrapolation (Ang & Gillis 2019)."""
@@ -108,9 +124,8 @@ class _HALS:
     def __init__(self, problem: Problem, update_w: bool, update_h: bool, *, inner_iter="auto", extrapolate=False):
         self.problem, self.update_w, self.update_h = problem, update_w, update_h
         # "auto": Gillis & Glineur's limits, set at the first step (they need k); an int: that many at most.
-        self.sweeps_w = self.sweeps_h = None if inner_iter == "auto" else inner_iter
+        self.sweeps = None if inner_iter == "auto" else inner_iter
         self.extrapolate = extrapolate
-        self.shape = tuple(problem.X.shape)
         self.beta, self.beta_cap = _EXTRAPOLATION_BETA0, 1.0
         self.previous_error = float("inf")
         self.W_y = self.H_y = None
@@ -118,19 +133,10 @@ class _HALS:
 
     def _rules(self, k):
         """The rules of both factors, made at the first step: the sweep limits need k."""
-        if self.rule_w is not None:
-            return
-        p = self.problem
-        if self.sweeps_w is None:
-            m, n = self.shape
-            # Sparse X: its products cost nnz·k, not m·n·k, so fewer sweeps pay for themselves.
-            overhead = p.backend.hals_row_overhead.get(p.X.device.type, 0.0)
-            self.sweeps_w = inner_sweep_limit(n, m, k, p.X.nnz, overhead)  # W is the right factor of Xᵀ (n×m)
-            self.sweeps_h = inner_sweep_limit(m, n, k, p.X.nnz, overhead)
-        make = p.backend.hals_rule
-        # Only extrapolation reads the W update's fit term (its accept/restart test).
-        self.rule_w = make(*p.penalties.w, max_sweeps=self.sweeps_w, delta=_ACCELERATION_DELTA, fit=self.extrapolate)
-        self.rule_h = make(*p.penalties.h, max_sweeps=self.sweeps_h, delta=_ACCELERATION_DELTA)
+        if self.rule_w is None:
+            # Only extrapolation reads the W update's fit term (its accept/restart test).
+            self.rule_w, self.rule_h = hals_rules(self.problem.backend, self.problem.X, self.problem.penalties, k,
+                                                  sweeps=self.sweeps, fit_w=self.extrapolate)
 
     def _update_w(self, W, H):
         return self.problem.X.update_w(self.rule_w, W, H)

@@ -117,12 +117,7 @@ def matmul_tn(
             W, X, target,
             m, n, k, rows_per_split,
             *W.stride(), *X.stride(), *target.stride(),
-            BLOCK_M=cfg.block_m,
-            BLOCK_N=cfg.block_n,
-            BLOCK_K=cfg.block_k,
-            PRECISION=precision,
-            num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages,
+            **launch.tile_arguments(cfg, precision),
         )
     if splits > 1:
         torch.sum(target, dim=0, out=out)

@@ -171,6 +171,13 @@ def split_rows(m: int, split: int, block_m: int) -> tuple[int, int]:
     return rows, max(1, triton.cdiv(m, rows))
 
 
+def tile_arguments(cfg, precision: str) -> dict:
+    """The launch keywords every tiled ``tl.dot`` kernel takes from its config: the three tile sizes, the dot
+    precision, warps and pipeline stages."""
+    return dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, PRECISION=precision,
+                num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
 def on_device(device: torch.device):
     """The context a launch runs in: ``torch.cuda.device(device)`` for a CUDA tensor — Triton launches on
     the *current* device, which need not be the tensors' (one process driving cuda:1, a torchrun rank) —

@@ -201,13 +201,8 @@ def mu_beta_update_h(
             BETA_CASE=case,
             FLOOR_R=beta < 2.0,
             HAS_GAMMA=gamma != 1.0,
-            BLOCK_M=cfg.block_m,
-            BLOCK_N=cfg.block_n,
-            BLOCK_K=cfg.block_k,
             SPLIT_M=use_split,
-            PRECISION=precision,
-            num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages,
+            **launch.tile_arguments(cfg, precision),
         )
     if use_split:
         # KL's partial column sums are (splits, k): seen as (splits, k, n) with stride 0 along n.

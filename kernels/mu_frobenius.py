@@ -151,13 +151,8 @@ def mu_frobenius_update_h(
             *(num_ws.stride() if use_split else (0, 0, 0)),
             *(den_ws.stride()[1:] if use_split else (0, 0)),
             l1, l2, tiny, phi,
-            BLOCK_M=cfg.block_m,
-            BLOCK_N=cfg.block_n,
-            BLOCK_K=cfg.block_k,
             SPLIT_M=use_split,
-            PRECISION=precision,
-            num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages,
+            **launch.tile_arguments(cfg, precision),
         )
     if use_split:
         finalize_split_update(num_ws, den_ws, 1, H, out, gamma=1.0, l1=l1, l2=l2, tiny=tiny, phi=phi)

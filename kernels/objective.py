@@ -130,12 +130,7 @@ def factorization_divergence(
             beta, eps_r,
             BETA_CASE=case,
             FLOOR_R=beta < 2.0,
-            BLOCK_M=cfg.block_m,
-            BLOCK_N=cfg.block_n,
-            BLOCK_K=cfg.block_k,
-            PRECISION=precision,
-            num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages,
+            **launch.tile_arguments(cfg, precision),
         )
     total = partials.sum()
     if case == GENERAL:

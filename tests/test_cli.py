@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from low_rank import low_rank_counts
 from fastnmf.cli import main
 
 
@@ -40,11 +41,7 @@ def test_module_entry_point_help():
 
 
 def counts(shape=(30, 12), seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.poisson(rng.gamma(0.5, 1.0, (shape[0], 3)) @ rng.gamma(0.5, 1.0, (3, shape[1]))).astype(np.float64)
-    X[X.sum(axis=1) == 0, 0] = 1.0
-    X[0, X.sum(axis=0) == 0] = 1.0
-    return X
+    return low_rank_counts(shape, 3, seed)
 
 
 FIT = ["-k", "3", "--max-iter", "15", "--init", "random", "--seed", "0", "--beta-loss", "kullback-leibler"]

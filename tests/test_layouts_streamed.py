@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from low_rank import low_rank_counts
 import fastnmf
 from fastnmf.streaming import ChunkReadError, Chunks
 
@@ -21,11 +22,7 @@ TOLERANCE = 1e-10
 
 
 def counts(shape=(203, 101), seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.poisson(rng.gamma(0.5, 1.0, (shape[0], 3)) @ rng.gamma(0.5, 1.0, (3, shape[1]))).astype(np.float64)
-    X[X.sum(axis=1) == 0, 0] = 1.0  # β < 1 divides by WH: no empty row or column
-    X[0, X.sum(axis=0) == 0] = 1.0
-    return X
+    return low_rank_counts(shape, 3, seed)
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,14 @@ import pytest
 import scipy.sparse as sp
 from sklearn.decomposition import MiniBatchNMF as SklearnMiniBatchNMF
 
+from low_rank import low_rank_counts
 import fastnmf
 
 OPTIONS = dict(n_components=5, batch_size=100, random_state=0, max_iter=20, tol=0.0)
 
 
 def counts(shape=(600, 80), seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.poisson(rng.gamma(0.5, 1.0, (shape[0], 5)) @ rng.gamma(0.5, 1.0, (5, shape[1]))).astype(np.float64)
-    X[X.sum(axis=1) == 0, 0] = 1.0
-    X[0, X.sum(axis=0) == 0] = 1.0
-    return X
+    return low_rank_counts(shape, 5, seed)
 
 
 def full_loss(X, W, H, beta):

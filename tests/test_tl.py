@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from low_rank import low_rank_counts
 import fastnmf
 from fastnmf import tl
 
@@ -16,11 +17,7 @@ OPTIONS = dict(init="random", random_state=0, max_iter=30, tol=0.0, beta_loss="k
 
 
 def counts(shape=(120, 40), seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.poisson(rng.gamma(0.5, 1.0, (shape[0], 4)) @ rng.gamma(0.5, 1.0, (4, shape[1]))).astype(np.float32)
-    X[X.sum(axis=1) == 0, 0] = 1.0
-    X[0, X.sum(axis=0) == 0] = 1.0
-    return X
+    return low_rank_counts(shape, 4, seed, dtype=np.float32)
 
 
 def reference(X):
