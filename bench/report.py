@@ -90,7 +90,11 @@ def _problem_header(record: dict) -> list[str]:
         f"{p['m']} × {p['n']}, k = {p['k']}, β = {p['beta']:g} ({p['loss']}), {fmt} "
         f"(density {p['density']:.3g}); {p['origin']}. Budget {p['budget_s']:g} s of timed iterations per provider.",
         f"Measured {p.get('started_at') or record['timestamp']}, load average at start {p.get('load_average_at_start')}. "
-        f"Initial loss {_g(p['initial_loss'], 5)}, best loss reached {_g(p['best_loss'], 6)}. "
+        f"Initial loss {_g(p['initial_loss'], 5)}, "
+        + (f"reference loss {_g(p['best_loss'], 6)} (bench/references.json), best reached in this run "
+           f"{_g(p['best_loss_reached'], 6)}. " if p.get("target_basis") == "reference"
+           else f"best loss reached {_g(p['best_loss'], 6)} (no reference for this problem: targets relative to it). ")
+        + 
         f"Limits measured in this run: read X once ({lim.get('read_x_what', 'dense X')}) {_g(lim['read_x_gbps'])} GB/s; fp32 GEMM "
         f"{_g(lim['gemm_tflops_wtx'])} (WᵀX) / {_g(lim['gemm_tflops_xht'])} (XHᵀ) / "
         f"{_g(lim['gemm_tflops_square'])} (square {lim['gemm_square_size']}³) TFLOP/s through torch"
@@ -132,8 +136,10 @@ def markdown(records: list[dict], title: str = "fastnmf benchmark") -> str:
         "one call with a per-iteration callback that stops the clock between chunks, so its ms/call is reported but not",
         "inside its times; \"net\" is a peer's median with its per-call overhead taken out of every chunk (shown when it",
         "differs by > 10 %). t → target is the timed time until the shared loss first",
-        "reached 1.01× / 1.001× the best loss any provider reached (interpolated between loss evaluations;",
-        "— = not within the budget). final / best: 1.0000 is the best. Speed-up: the best peer's time over this",
+        "reached 1.01× / 1.001× the problem's reference loss (python -m bench.references: the lowest loss of long float64",
+        "runs from the same start; where a problem has none, the best loss any provider reached in this run), interpolated",
+        "between loss evaluations (— = not within the budget). final / best: over that reference (below 1: the reference",
+        "is stale). Speed-up: the best peer's time over this",
         "provider's (> = lower bound: no peer reached the target, so the peers' longest run is used); per iteration: net times.",
         "GB/s counts the X stream only (2 passes per iteration); TFLOP/s counts useful flops (docs/benchmarks.md, Cost model).",
         "Flags: nan = non-finite loss; loss-increased = the shared loss rose between two evaluations;",

@@ -139,7 +139,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     Replicate r at rank k equals ``non_negative_factorization(X, n_components=k, init="random",
     random_state=replicate_seed(random_state, k, r), beta_loss=..., solver=..., tol=..., max_iter=...,
     check_every=..., weights=...)`` run alone: the same ``n_iter`` and the same factors (float64: to
-    round-off). ``solver``: "mu" (any β) or "hals" (Frobenius). ``keep_W=False`` keeps only the H of each fit.
+    round-off). ``solver``: "mu" (any β) or "hals" (Frobenius; plain accelerated HALS, i.e. the single fit with
+    ``extrapolate=False``: the batch does not extrapolate). ``keep_W=False`` keeps only the H of each fit.
     ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the stacked products of a group of problems.
     ``skip``: (k, r) pairs not to fit (a resumed run that has them already); ``on_finish(k, r, result)`` is
     called as each problem finishes (result in X's units, torch tensors), e.g. to write it to disk.

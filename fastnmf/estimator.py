@@ -90,8 +90,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         HALS only: sweeps of one factor per product with X. "auto": up to ``1 + ⌊ρ/2⌋`` (ρ = cost of the X
         product / cost of a sweep), each column stopping once a sweep changes it by ≤ 10 % of its first
         sweep's change (Gillis & Glineur 2012); 1 = plain HALS.
-    extrapolate : bool
-        HALS only: extrapolation with restarts (Ang & Gillis 2019).
+    extrapolate : "auto" or bool
+        HALS only: extrapolation with restarts (Ang & Gillis 2019). "auto" (default): on without penalties
+        (alpha_W = alpha_H = 0), off with them — what reached the benchmark's targets first
+        (docs/benchmarks.md, "HALS defaults").
     checkpoint : path or None; checkpoint_every : float ≥ 0
         Write the fit state to ``checkpoint`` at most every ``checkpoint_every`` seconds (``NMF.resume``).
     missing_values : None or np.nan
@@ -130,7 +132,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "check_every": Integer(1),
         "device": Device(),
         "inner_iter": Either(Options("auto"), Integer(1)),
-        "extrapolate": Boolean(),
+        "extrapolate": Either(Options("auto"), Boolean()),
         "checkpoint": Path(),
         "checkpoint_every": RealRange(0.0),
         "missing_values": MissingValues(),
@@ -157,7 +159,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_every=10,
         device=None,
         inner_iter="auto",
-        extrapolate=False,
+        extrapolate="auto",
         checkpoint=None,
         checkpoint_every=60.0,
         missing_values=None,

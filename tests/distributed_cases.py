@@ -124,7 +124,9 @@ def session(rank: int, world: int, checkpoint_root: str):
         with fd.count_payload() as log:
             W, H, n_iter = fd.non_negative_factorization(fd.shard(X, (2, 2), rank).X, RANK, grid=(2, 2), beta_loss=beta,
                                                          solver=solver, tol=0.0, max_iter=10, check_every=5,
-                                                         random_state=3)
+                                                         random_state=3,
+                                                         # the formula's case: plain HALS (no extrapolated points)
+                                                         **({"extrapolate": False} if solver == "hals" else {}))
         out[("payload", beta, solver)] = log.records
 
     # The loss of the whole factorization, and the factors gathered on one rank only.

@@ -18,6 +18,8 @@ def counts(shape=(90, 40), seed=0):
 
 
 def alone(X, k, r, **options):
+    if options.get("solver") == "hals":
+        options = dict(options, extrapolate=False)  # the batch runs plain HALS (fit_ensemble's docstring)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fastnmf.non_negative_factorization(X, n_components=k, init="random", backend="torch",

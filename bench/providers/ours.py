@@ -22,10 +22,17 @@ from . import Family, Unavailable
 __all__ = ["TRITON", "TORCH"]
 
 
+# Variants beside the solvers' defaults: label → (solver, options). "hals-plain" is HALS without the
+# extrapolation its default turns on (what the default is measured against; docs/benchmarks.md).
+VARIANTS = {"hals-plain": ("hals", {"extrapolate": False})}
+
+
 def _solvers(beta: float) -> tuple[str, ...]:
     from fastnmf.solvers import SOLVER_NAMES, supports
 
-    return tuple(s for s in SOLVER_NAMES if supports(s, beta))
+    names = [s for s in SOLVER_NAMES if supports(s, beta)]
+    names += [label for label, (solver, _) in VARIANTS.items() if solver in names]
+    return tuple(names)
 
 
 def _check_torch(device: torch.device) -> None:
@@ -70,7 +77,8 @@ class _Session:
             self.x_input, self.input_format = _torch_csr(problem.X_sparse, device), "csr"
         else:
             self.x_input, self.input_format = problem.X.to(device), "dense"
-        self.solver, self.backend = solver, backend
+        self.solver, self.options = VARIANTS.get(solver, (solver, {}))
+        self.backend = backend
         self.k, self.beta, self.max_iter = problem.k, problem.beta, problem.spec.max_iter
         self.W = self.H = None
 
@@ -81,7 +89,7 @@ class _Session:
         self.W, self.H, _ = self._fit(
             self.x_input, self.W, self.H, n_components=self.k, init="custom", solver=self.solver,
             beta_loss=self.beta, tol=0.0, max_iter=max_iter, check_every=max_iter, backend=self.backend,
-            callback=callback,
+            callback=callback, **self.options,
         )
 
     def advance(self, n: int):
