@@ -39,9 +39,12 @@ def _matmul_tn_kernel(
     tl.static_assert(BLOCK_K >= 16)
     tl.static_assert(BLOCK_M >= 16)
     tl.static_assert(BLOCK_N >= 16)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_s = tl.program_id(2)
+    # The rank tiles of one column tile are consecutive programs (axis 0, rank fastest): they run together
+    # and read the same X tiles, so X comes from HBM once per half-update at any k, the other reads from L2.
+    num_k = tl.cdiv(K, BLOCK_K)
+    pid_k = tl.program_id(0) % num_k
+    pid_n = tl.program_id(0) // num_k
+    pid_s = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     mask_n = offs_n < N
@@ -111,7 +114,7 @@ def matmul_tn(
     cfg = config or matmul_tn_config(m, n, k, X.device, precision)
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
     target = launch.new_workspace(splits, k, n, device=X.device) if splits > 1 else out.unsqueeze(0)
-    grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k), splits)
+    grid = (triton.cdiv(n, cfg.block_n) * triton.cdiv(k, cfg.block_k), splits)  # (column × rank tiles, row splits)
     with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
         _matmul_tn_kernel[grid](
             W, X, target,

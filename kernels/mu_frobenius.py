@@ -65,9 +65,12 @@ def _mu_frobenius_h_kernel(
     tl.static_assert(BLOCK_K >= 16)
     tl.static_assert(BLOCK_M >= 16)
     tl.static_assert(BLOCK_N >= 16)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_s = tl.program_id(2)
+    # The rank tiles of one column tile are consecutive programs (axis 0, rank fastest): they run together
+    # and read the same X tiles, so X comes from HBM once per half-update at any k, the other reads from L2.
+    num_k = tl.cdiv(K, BLOCK_K)
+    pid_k = tl.program_id(0) % num_k
+    pid_n = tl.program_id(0) // num_k
+    pid_s = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     mask_n = offs_n < N
@@ -142,7 +145,7 @@ def mu_frobenius_update_h(
         den_ws = launch.new_workspace(1, k, n, device=X.device)
     else:
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out
-    grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k), splits)
+    grid = (triton.cdiv(n, cfg.block_n) * triton.cdiv(k, cfg.block_k), splits)  # (column × rank tiles, row splits)
     with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
         _mu_frobenius_h_kernel[grid](
             X, W, H, gram, out, num_ws, den_ws,

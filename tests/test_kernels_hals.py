@@ -219,6 +219,16 @@ def test_matmul_tn_reads_x_in_its_storage_dtype(x_dtype):
     assert relative_error(matmul_tn(H.T, X.T), H.double() @ X.double().T) <= 1e-5
 
 
+def test_matmul_tn_covers_a_rank_above_one_tile():
+    # k = 40 with 16-wide rank tiles: three consecutive programs per column tile (rank fastest on axis 0),
+    # with and without the split of the m loop.
+    X, W, _ = make_problem(70, 50, 40, device=DEVICE)
+    expected = W.double().T @ X.double()
+    for split_m in (1, 3):
+        got = matmul_tn(W, X, config=MUConfig(block_m=16, block_n=32, block_k=16, split_m=split_m))
+        assert relative_error(got, expected) <= 1e-5
+
+
 def test_checks_name_the_shapes():
     X, W, H = make_problem(20, 30, 4, device=DEVICE)
     _, A, B = products(X, W, H, "H")
