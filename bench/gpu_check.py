@@ -346,9 +346,15 @@ def section_hals_sweeps(ctx) -> dict:
     _first_call_s(lambda: kernels.hals_sweeps(H, A, B, max_sweeps=rule_h.max_sweeps), ctx.device)
     _, sweeps = kernels.hals_sweeps(H, A, B, max_sweeps=rule_h.max_sweeps)
     counts = sweeps.double()
+    sweep_ms = _median_ms(lambda: kernels.hals_sweeps(H, A, B, max_sweeps=rule_h.max_sweeps), ctx.device)
+    product_ms = _median_ms(lambda: kernels.matmul_tn(W, X), ctx.device)
+    one_sweep_ms = _median_ms(lambda: kernels.hals_sweeps(H, A, B, max_sweeps=1), ctx.device)
+    # What the sweep limit should be from these times: Gillis & Glineur's 1 + ⌊ρ/2⌋ with ρ = 1 + (time of
+    # the X product) / (time of one sweep) — to set triton_backend.FUSED_SWEEP_ROW_OVERHEAD from.
+    measured_rho = 1.0 + product_ms / one_sweep_ms
     result.update(sweeps_per_block={"min": float(counts.min()), "median": float(counts.median()), "max": float(counts.max())},
-                  sweep_ms=_median_ms(lambda: kernels.hals_sweeps(H, A, B, max_sweeps=rule_h.max_sweeps), ctx.device),
-                  product_ms=_median_ms(lambda: kernels.matmul_tn(W, X), ctx.device), ok=True)
+                  sweep_ms=sweep_ms, one_sweep_ms=one_sweep_ms, product_ms=product_ms, measured_rho=measured_rho,
+                  limit_from_measured_rho=1 + int(0.5 * measured_rho), ok=True)
     return result
 
 

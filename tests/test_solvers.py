@@ -131,6 +131,20 @@ def test_inner_sweep_limit_follows_gillis_glineur():
     assert inner_sweep_limit(4000, 2000, 32, row_overhead=3e6) == 1 + int(0.5 * (1 + (8e6 + 4000 * 32) / (2000 * 33 + 1.5e6)))
 
 
+def test_the_fused_sweep_has_its_own_cost_on_a_gpu():
+    # With no per-row cost the fused Triton sweep was allowed 760 sweeps per product at 50000×20000, k = 32.
+    from types import SimpleNamespace
+
+    from fastnmf.backends.triton_backend import make_dense_backend
+    from fastnmf.solvers import hals_rules
+
+    on_gpu = SimpleNamespace(shape=(50000, 20000), nnz=None, device=torch.device("cuda"))
+    rule_w, rule_h = hals_rules(make_dense_backend("ieee"), on_gpu, Penalties(), 32)
+    assert (rule_w.max_sweeps, rule_h.max_sweeps) == (inner_sweep_limit(20000, 50000, 32, row_overhead=2.5e7),
+                                                      inner_sweep_limit(50000, 20000, 32, row_overhead=2.5e7))
+    assert rule_h.max_sweeps < 60 < inner_sweep_limit(50000, 20000, 32)
+
+
 def test_hals_rejects_other_losses_before_any_work():
     with pytest.raises(ValueError, match=r"solver='hals' minimizes the Frobenius loss only \(beta_loss=2\), got beta_loss='kullback-leibler'"):
         NMF(2, solver="hals", beta_loss="kullback-leibler").fit(-np.ones((3, 3)))

@@ -35,6 +35,13 @@ _HALF_X = (torch.float32, torch.float16, torch.bfloat16)
 # runs the torch rule (two GEMMs and the entrywise terms) on the same device instead.
 MAX_FUSED_BETA_RANK = 128
 
+# The fused HALS sweep's cost per row of H, in flop-equivalents of the X product (Gillis & Glineur's ρ,
+# fastnmf.solvers.inner_sweep_limit): each of the k row updates of a column block is a dependent step
+# (a reduction over the rank and a barrier), ~0.5 µs of latency against ~50 TFLOP/s of product rate ≈
+# 2.5e7. Estimated, not measured: with 0 the rule allowed 760 sweeps at 50000×20000, k = 32 (now 39);
+# bench.gpu_check's hals_sweeps section measures the sweep's time against the product's.
+FUSED_SWEEP_ROW_OVERHEAD = {"cuda": 2.5e7}
+
 
 def make_dense_backend(precision: str) -> Backend:
     """Kernels that run every tl.dot with ``input_precision=precision`` ("ieee", "tf32" or "tf32x3")."""
@@ -68,7 +75,8 @@ def make_dense_backend(precision: str) -> Backend:
         # and tf32's 10-bit mantissa would put ~1e-3 relative noise into a decrease measured against 1e-4.
         return kernels.factorization_divergence(X.tensor, W, H, beta=beta, eps_r=eps_r, precision="ieee")
 
-    return Backend("triton", mu_rule=FusedMU, hals_rule=FusedHALS, objective=objective, native_x_dtypes=_HALF_X)
+    return Backend("triton", mu_rule=FusedMU, hals_rule=FusedHALS, objective=objective, native_x_dtypes=_HALF_X,
+                   hals_row_overhead=FUSED_SWEEP_ROW_OVERHEAD)
 
 
 def make_sparse_backend(precision: str) -> Backend:
