@@ -40,7 +40,7 @@ __all__ = ["mu_beta_update_h", "mu_beta_cost"]
 
 @triton.jit
 def _mu_beta_h_kernel(
-    X, W, H, OUT, NUM_WS, DEN_WS,
+    X, W, H, COLSUM, OUT, NUM_WS, DEN_WS,
     M, N, K, rows_per_split,
     stride_xm, stride_xn, stride_wm, stride_wk, stride_hk, stride_hn, stride_ok, stride_on,
     stride_nws_s, stride_nws_k, stride_nws_n, stride_dws_s, stride_dws_k, stride_dws_n,
@@ -70,9 +70,7 @@ def _mu_beta_h_kernel(
     # ---- the column tile H_j stays in registers for the whole row loop (the "query" of the attention shape)
     h = tl.load(tile_pointers(H, offs_k, offs_n, stride_hk, stride_hn), mask=mask, other=0.0)
     numerator = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
-    if BETA_CASE == 1:
-        denominator = tl.zeros((BLOCK_K,), dtype=tl.float32)  # colsum(W): one value per rank row
-    else:
+    if BETA_CASE != 1:  # KL's denominator is colsum(W), computed by the launcher (COLSUM)
         denominator = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
 
     # ---- stream the row tiles of X and W
@@ -81,18 +79,21 @@ def _mu_beta_h_kernel(
     for i in range(row_start, row_end, BLOCK_M):
         rows = i + offs_m
         mask_m = rows < row_end
+        # W twice, each only as a dot operand, so that both loads pipeline like X's: as BLOCK_M × BLOCK_K
+        # for R, and as BLOCK_K × BLOCK_M (strides swapped, as in tile_ops.wt_x_rows) for the products with
+        # Wᵀ — a tl.trans of one load, or a tl.sum over it, made it a synchronous load in the loop.
         w = tl.load(tile_pointers(W, rows, offs_k, stride_wm, stride_wk),
                     mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        w_t = tl.load(tile_pointers(W, offs_k, rows, stride_wk, stride_wm),
+                      mask=mask_k[:, None] & mask_m[None, :], other=0.0)
         x = tl.load(tile_pointers(X, rows, offs_n, stride_xm, stride_xn),
                     mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
         r = tl.dot(w, h, input_precision=PRECISION)  # R_ij = W_i H_j, never written to memory
         if FLOOR_R:
             r = floor_keeping_nan(r, eps_r)
-        w_t = tl.trans(w)
         if BETA_CASE == 1:
-            # KL: numerator Wᵀ(X / R); denominator colsum(W), a reduction instead of a GEMM with ones.
+            # KL: numerator Wᵀ(X / R); the denominator colsum(W) does not depend on X.
             numerator = tl.dot(w_t, x / r, numerator, input_precision=PRECISION)
-            denominator += tl.sum(w, axis=0)
         elif BETA_CASE == 0:
             # IS: R^−2 and R^−1 from one reciprocal, no pow. (x·inv)·inv stays finite where x·inv² might
             # not; padded rows have x = 0 and inv ≤ 1/eps_r, so they add exactly 0.
@@ -118,17 +119,14 @@ def _mu_beta_h_kernel(
         # ---- split-m: write this program's partial sums; mu_finalize reduces them and divides
         tl.store(tile_pointers(NUM_WS + pid_s * stride_nws_s, offs_k, offs_n, stride_nws_k, stride_nws_n),
                  numerator, mask=mask)
-        if BETA_CASE == 1:
-            # Every column tile computes the same partial colsum: only the first one writes it.
-            if pid_n == 0:
-                tl.store(DEN_WS + pid_s * stride_dws_s + offs_k * stride_dws_k, denominator, mask=mask_k)
-        else:
+        if BETA_CASE != 1:  # KL: the launcher hands the finalize pass colsum(W) itself
             tl.store(tile_pointers(DEN_WS + pid_s * stride_dws_s, offs_k, offs_n, stride_dws_k, stride_dws_n),
                      denominator, mask=mask)
     else:
         # ---- epilogue: safeguarded ratio, exponent γ(β), multiply, factor floor; one write of H
         if BETA_CASE == 1:
-            h_new = mu_epilogue(h, numerator, denominator[:, None], gamma, l1, l2, tiny, phi, HAS_GAMMA)
+            colsum = tl.load(COLSUM + offs_k, mask=mask_k, other=0.0)
+            h_new = mu_epilogue(h, numerator, colsum[:, None], gamma, l1, l2, tiny, phi, HAS_GAMMA)
         else:
             h_new = mu_epilogue(h, numerator, denominator, gamma, l1, l2, tiny, phi, HAS_GAMMA)
         tl.store(tile_pointers(OUT, offs_k, offs_n, stride_ok, stride_on), h_new, mask=mask)
@@ -182,18 +180,19 @@ def mu_beta_update_h(
     tiny, phi = denominator_floor(torch.float32), factor_floor(torch.float32)
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
     use_split = splits > 1
+    # KL's denominator colsum(W) (fp32, k values) once per update, outside the row loop.
+    colsum = W.sum(dim=0, dtype=torch.float32) if case == KL else out
     if use_split:
         num_ws = launch.new_workspace(splits, k, n, device=X.device)
-        den_shape = (splits, k) if case == KL else (splits, k, n)
-        den_ws = launch.new_workspace(*den_shape, device=X.device)
-        den_strides = (*den_ws.stride(), 0) if case == KL else den_ws.stride()
+        den_ws = launch.new_workspace(splits, k, n, device=X.device) if case != KL else out
+        den_strides = den_ws.stride() if case != KL else (0, 0, 0)
     else:
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out
         den_strides = (0, 0, 0)
     grid = (triton.cdiv(n, cfg.block_n), splits)
     with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
         _mu_beta_h_kernel[grid](
-            X, W, H, out, num_ws, den_ws,
+            X, W, H, colsum, out, num_ws, den_ws,
             m, n, k, rows_per_split,
             *X.stride(), *W.stride(), *H.stride(), *out.stride(),
             *(num_ws.stride() if use_split else (0, 0, 0)), *den_strides,
@@ -205,7 +204,10 @@ def mu_beta_update_h(
             **launch.tile_arguments(cfg, precision),
         )
     if use_split:
-        # KL's partial column sums are (splits, k): seen as (splits, k, n) with stride 0 along n.
-        den_view = den_ws[:, :, None].expand(splits, k, n) if case == KL else den_ws
-        finalize_split_update(num_ws, den_view, splits, H, out, gamma=gamma, l1=l1, l2=l2, tiny=tiny, phi=phi)
+        # KL's column sums (k) seen as one (1, k, n) split with stride 0 along n.
+        if case == KL:
+            finalize_split_update(num_ws, colsum[None, :, None].expand(1, k, n), 1, H, out, gamma=gamma, l1=l1,
+                                  l2=l2, tiny=tiny, phi=phi)
+        else:
+            finalize_split_update(num_ws, den_ws, splits, H, out, gamma=gamma, l1=l1, l2=l2, tiny=tiny, phi=phi)
     return out
