@@ -91,16 +91,23 @@ def _mu_sparse_kl_h_kernel(
     tl.store(OUT + offs_k64 * stride_ok + column * stride_on, h_new, mask=mask_k)
 
 
-def mu_sparse_kl_cost(nnz: int, m: int, n: int, k: int, value_itemsize: int) -> tuple[int, int]:
+# Hopper's L2 (50 MB on the H100/H200): a gathered factor larger than this is fetched from HBM per gather.
+L2_BYTES = 50 * 2 ** 20
+
+
+def mu_sparse_kl_cost(nnz: int, m: int, n: int, k: int, value_itemsize: int,
+                      l2_bytes: int = L2_BYTES) -> tuple[int, int]:
     """(bytes, flops) of one fused sparse KL update of H, for the roofline.
 
-    Bytes, the compulsory traffic: the stored values and their row indices (int64) once, the column
-    pointers, W once (its rows are gathered nnz times in all, from L2 when W fits there: 16 MiB at
-    m = 65 536, k = 64), colsum(W), H read and written. Flops: ``(WH)_ij`` at the stored entries (2·nnz·k),
-    the numerator (2·nnz·k), the floor and the ratio (2 per entry), colsum(W) (mk), ≈6 per entry of H
-    for the epilogue.
+    Bytes: the stored values and their row indices (int64) once, the column pointers, colsum(W), H read
+    and written, and W: once when it fits in L2 (``4·m·k ≤ l2_bytes``; 16 MiB at m = 65 536, k = 64), else
+    every gather from HBM — ``4·nnz·k``, e.g. 2.8 GB per H update at nnz = 1.1·10⁷, k = 64 (W = 256 MB at
+    m = 10⁶): an upper bound, rows gathered twice within one program's reach hit L2. Flops:
+    ``(WH)_ij`` at the stored entries (2·nnz·k), the numerator (2·nnz·k), the floor and the ratio (2 per
+    entry), colsum(W) (mk), ≈6 per entry of H for the epilogue.
     """
-    bytes_moved = nnz * (value_itemsize + 8) + 8 * (n + 1) + 4 * (m * k + k + 2 * k * n)
+    w_bytes = 4 * m * k if 4 * m * k <= l2_bytes else 4 * nnz * k
+    bytes_moved = nnz * (value_itemsize + 8) + 8 * (n + 1) + w_bytes + 4 * (k + 2 * k * n)
     flops = 4 * nnz * k + 2 * nnz + m * k + 6 * k * n
     return bytes_moved, flops
 

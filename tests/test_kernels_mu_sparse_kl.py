@@ -306,3 +306,13 @@ def test_large_shapes_with_the_gpu_configs(side, k):
     for zero_fraction in (0.99, 0.7):
         X, W, H = sparse_problem(3000, 2000, k, zero_fraction=zero_fraction, seed=8)
         check_against_reference(X, W, H, side, l1=0.1)
+
+
+def test_cost_counts_the_gathers_of_a_factor_larger_than_l2():
+    # 10⁶ × 10⁵, 1.1·10⁷ stored entries, k = 64: W (256 MB) does not fit in L2, every gather reads HBM.
+    big, _ = mu_sparse_kl_cost(11_000_000, 1_000_000, 100_000, 64, 4)
+    assert big >= 4 * 11_000_000 * 64 > 2.8e9
+    # A W of 4 MB fits: read once.
+    small, _ = mu_sparse_kl_cost(11_000_000, 16_384, 100_000, 64, 4)
+    assert small < 4 * 11_000_000 * 64 and small >= 4 * 16_384 * 64
+
