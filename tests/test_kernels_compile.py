@@ -41,3 +41,33 @@ def test_gpu_configs_do_not_spill_registers(reports):
         pytest.skip("cuobjdump is not bundled with this Triton")
     spilling = {report["name"]: report["spill_bytes"] for report in measured if report["spill_bytes"] > 0}
     assert not spilling, f"register spills (bytes per thread): {spilling}"
+
+
+def test_the_compile_report_specializes_like_a_launch():
+    # Triton's binder on the launchers' real arguments: unit strides become constexpr 1 and sizes divisible
+    # by 16 get the divisibility attribute — what compile_check's hand-made "i32" signatures missed.
+    code = (
+        "import json, torch\n"
+        "from fastnmf.kernels import compile_report as r\n"
+        "launches = r.capture_launches(ranks=(16,), precisions=('ieee',), x_dtypes=(torch.float32,), sparse=False)\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from triton.compiler import make_backend\n"
+        "frob = next(l for l in launches if l['label'].startswith('frobenius H'))\n"
+        "sig, constexprs, attrs, options, key = r._binder_specialization(frob['kernel'], frob['args'], "
+        "dict(frob['kwargs']), make_backend(GPUTarget(*r.SM90)))\n"
+        "names = list(sig)\n"
+        "rows = r.report([frob])\n"
+        "print(json.dumps({'stride_xn': sig['stride_xn'], 'stride_xm': sig['stride_xm'], 'labels': sorted({l['label'].split()[0] for l in launches}),"
+        " 'divisible': [names[path[0]] for path in attrs], 'registers': rows[0]['registers'], 'fma': rows[0]['fma_f32']}))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["stride_xn"] == "constexpr"  # X row-major: unit column stride, specialized away
+    assert result["stride_xm"] != "constexpr" and "stride_xm" in result["divisible"]  # 20000 = 16 · 1250
+    assert {"frobenius", "beta=1", "matmul_tn", "objective", "hals"} <= set(result["labels"])
+    assert result["fma"] > 0  # ieee: scalar fp32 FMAs, no tensor cores
+    if result["registers"] is not None:
+        assert 0 < result["registers"] <= 255
