@@ -162,17 +162,23 @@ def _split_for_occupancy(device: torch.device, m: int, programs: int, block_m: i
 # tiles there. ``tf32``/``tf32x3`` dots run on tensor cores with operands in shared memory.
 
 
-def frobenius_tiles(k_pad: int, precision: str) -> MUConfig:
-    """GPU tiles of the Frobenius kernel (``split_m`` left at 1).
+def frobenius_tiles(k_pad: int, precision: str, x_itemsize: int = 4) -> MUConfig:
+    """GPU tiles of the Frobenius kernel and of ``WᵀX`` (``split_m`` left at 1).
 
     The rank tile stops at 64: at 128 every tile spills and needs 240–290 KB of shared memory with three
     stages (the H100 has 227 KB). Spill-free: 64×128 tiles up to rank 32 (ieee ≤ 128 registers, tf32
     ≤ 196), 64×64 above (ieee ≤ 156, tf32 ≤ 184, tf32x3 ≤ 246). tf32x3 at rank 32 takes 64×64: its three
-    MMAs per product spill 16 bytes at 64×128.
+    MMAs per product spill 16 bytes at 64×128. fp16/bf16 X with ``ieee`` FMA dots converts each X tile to
+    fp32 in registers: at 64-row tiles every rank up to 64 spilled 208–456 bytes (``compile_report``,
+    Triton 3.9), so those take 32-row tiles (32×32 at rank 64).
     """
     block_k = min(k_pad, 64)
     block_n = 128 if block_k <= 16 or (block_k == 32 and precision != "tf32x3") else 64
-    return MUConfig(64, block_n, block_k, num_warps=8, num_stages=3)
+    block_m = 64
+    if precision == "ieee" and x_itemsize < 4:
+        block_m = 32
+        block_n = 32 if block_k == 64 else block_n  # 32×64 at rank 64 still spilled 16 bytes (the W layout)
+    return MUConfig(block_m, block_n, block_k, num_warps=8, num_stages=3)
 
 
 # (block_m, block_n, num_warps) of the β kernel by padded rank, per dot precision; the comment gives the
@@ -195,7 +201,7 @@ _BETA_TILES = {
         512: (16, 16, 8),  # 650 bytes of spills: every tile spills at this rank
     },
     "tf32x3": {  # three MMAs per product: more registers than tf32
-        16: (64, 64, 8),  # 254
+        16: (32, 64, 8),  # 64×64: 254, and 24 bytes of spills for general β in the W layout (compile_report)
         32: (32, 64, 8),  # ≤ 24 bytes of spills
         64: (32, 32, 8),  # 234 (32×64: 24–104 bytes of spills)
         128: (16, 32, 8),  # 254 (32×64: 144–368 bytes of spills)
@@ -254,18 +260,20 @@ def hals_sweep_config(n: int, k: int, device: torch.device) -> HALSConfig:
     return replace(tiles, block_n=block_n)
 
 
-def matmul_tn_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:
+def matmul_tn_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee",
+                     x_itemsize: int = 4) -> MUConfig:
     """Config of ``WᵀX`` (``fastnmf.kernels.gemm``): the Frobenius kernel's tiles (its numerator loop is
     this GEMM), with the m loop split when the column and rank tiles alone leave most SMs idle."""
-    return mu_frobenius_config(m, n, k, device, precision)
+    return mu_frobenius_config(m, n, k, device, precision, x_itemsize)
 
 
-def mu_frobenius_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:
-    """Config of the fused Frobenius update of H (k×n) from X (m×n)."""
+def mu_frobenius_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee",
+                        x_itemsize: int = 4) -> MUConfig:
+    """Config of the fused Frobenius update of H (k×n) from X (m×n) whose entries take ``x_itemsize`` bytes."""
     k_pad = padded_rank(k)
     if interpreting():
         return MUConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, k_pad)
-    tiles = frobenius_tiles(k_pad, precision)
+    tiles = frobenius_tiles(k_pad, precision, x_itemsize)
     programs = triton.cdiv(n, tiles.block_n) * triton.cdiv(k, tiles.block_k)
     return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m))
 

@@ -111,7 +111,7 @@ def matmul_tn(
     out = launch.new_workspace(k, n, device=X.device)  # contiguous, whatever X's layout
     if n == 0:
         return out
-    cfg = config or matmul_tn_config(m, n, k, X.device, precision)
+    cfg = config or matmul_tn_config(m, n, k, X.device, precision, X.element_size())
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
     target = launch.new_workspace(splits, k, n, device=X.device) if splits > 1 else out.unsqueeze(0)
     grid = (triton.cdiv(n, cfg.block_n) * triton.cdiv(k, cfg.block_k), splits)  # (column × rank tiles, row splits)

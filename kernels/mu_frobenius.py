@@ -135,7 +135,7 @@ def mu_frobenius_update_h(
     out = launch.new_output(H)
     if n == 0:
         return out
-    cfg = config or mu_frobenius_config(m, n, k, X.device, precision)
+    cfg = config or mu_frobenius_config(m, n, k, X.device, precision, X.element_size())
     tiny, phi = denominator_floor(torch.float32), factor_floor(torch.float32)
     gram = W.T @ W  # k×k, once per half-iteration
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
