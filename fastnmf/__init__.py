@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 from .estimator import NMF
 from .functional import factorization_loss, non_negative_factorization
 from .minibatch import MiniBatchNMF
-from .ensemble import Ensemble, fit_ensemble, replicate_seed
+from .ensemble import Ensemble, fit_ensemble, replicate_seed, resume_ensemble
 from .consensus import consensus
 from .selection import select_k
 from .losses import beta_divergence
@@ -29,6 +29,7 @@ __all__ = [
     "NMF",
     "MiniBatchNMF",
     "fit_ensemble",
+    "resume_ensemble",
     "replicate_seed",
     "Ensemble",
     "consensus",

@@ -14,12 +14,15 @@ Ctrl-C raises :class:`EnsembleInterrupted` carrying the problems finished so far
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from .backends import resolve_backend
+from .checkpoint import CheckpointError
+from .ensemble_checkpoints import check_same_data, read_ensemble_checkpoint, write_ensemble_checkpoint, x_fingerprint
 from .init import initialize
 from .layouts import WeightedMatrix, as_layout
 from .losses import parse_beta_loss
@@ -32,7 +35,7 @@ from .updates import HALSRule, HALSStatistics, MUStatistics, multiplicative_step
 from .validation import as_tensor
 from .weights import weighted_data
 
-__all__ = ["fit_ensemble", "replicate_seed", "Ensemble", "EnsembleInterrupted"]
+__all__ = ["fit_ensemble", "resume_ensemble", "replicate_seed", "Ensemble", "EnsembleInterrupted"]
 
 _DEFAULT_BUDGET = 1 << 30
 
@@ -133,7 +136,7 @@ def _ranks(n_components) -> list:
 def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", solver="mu", tol=1e-4, max_iter=200,
                  check_every=10, init="random", random_state=None, backend="auto", device=None, weights=None,
                  alpha_W=0.0, alpha_H="same", l1_ratio=0.0, keep_W=True, memory_budget=None, skip=(),
-                 on_finish=None) -> Ensemble:
+                 on_finish=None, checkpoint=None, checkpoint_every=60.0, _resume=None) -> Ensemble:
     """Fit ``n_replicates`` random restarts at each rank of ``n_components`` (an int or a list), all together.
 
     Replicate r at rank k equals ``non_negative_factorization(X, n_components=k, init="random",
@@ -144,8 +147,13 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the stacked products of a group of problems.
     ``skip``: (k, r) pairs not to fit (a resumed run that has them already); ``on_finish(k, r, result)`` is
     called as each problem finishes (result in X's units, torch tensors), e.g. to write it to disk.
+    ``checkpoint``: a path; the whole batch is written there atomically at an objective check at most every
+    ``checkpoint_every`` seconds (0: every check), and :func:`resume_ensemble` continues it to the results of
+    an ensemble never stopped (``fastnmf.ensemble_checkpoints``).
     """
     ranks = _ranks(n_components)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) or not checkpoint_every >= 0:
+        raise ValueError(f"Invalid checkpoint_every={checkpoint_every!r}: expected seconds ≥ 0.")
     if isinstance(n_replicates, bool) or not isinstance(n_replicates, (int, np.integer)) or n_replicates < 1:
         raise ValueError(f"Invalid n_replicates={n_replicates!r}: expected an int ≥ 1.")
     if init != "random":
@@ -155,6 +163,13 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
         raise ValueError(f"Invalid solver={solver!r} for beta_loss={beta_loss!r}: 'mu' (any β) or 'hals' (β = 2).")
     skip = {(int(k), int(r)) for k, r in skip}
     seeds = {(k, r): replicate_seed(random_state, k, r) for k in ranks for r in range(n_replicates) if (k, r) not in skip}
+    # What a checkpoint records to resume with (JSON: plain ints and strings).
+    options = dict(n_components=ranks, n_replicates=int(n_replicates), beta_loss=beta_loss, solver=solver,
+                   tol=float(tol), max_iter=int(max_iter), check_every=int(check_every), init=init,
+                   random_state=None if random_state is None else int(random_state), backend=backend,
+                   device=None if device is None else str(device), alpha_W=alpha_W, alpha_H=alpha_H,
+                   l1_ratio=l1_ratio, keep_W=bool(keep_W), memory_budget=memory_budget,
+                   skip=[list(pair) for pair in sorted(skip)], weighted=weights is not None)
     budget = _DEFAULT_BUDGET if memory_budget is None else (
         parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget))
 
@@ -164,6 +179,9 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
             raise ValueError("solver='hals' has no weighted form: use solver='mu' with weights.")
         X_tensor = weighted_data(X_tensor, weights, None)
     layout = as_layout(X_tensor)
+    fingerprint = x_fingerprint(layout) if checkpoint is not None else None
+    if _resume is not None:
+        check_same_data(checkpoint, _resume["meta"], fingerprint)
     m, n = layout.shape
     factor_dtype = layout.dtype if layout.dtype in (torch.float32, torch.float64) else torch.float32
     chosen = resolve_backend("torch" if backend == "auto" else backend, layout, "auto", solver=solver)
@@ -208,10 +226,14 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
         if not math.isfinite(problem.previous):
             problem.done = True
             ensemble.failed.append((problem.k, problem.r, "non-finite objective at the start"))
+    start = 0
+    if _resume is not None:
+        start = _restore(_resume, problems, ensemble, factor_dtype, layout.device)
     stacked = beta == 2.0 and not isinstance(layout, WeightedMatrix)
     rules = _Rules(chosen, solver, beta, penalties, eps_r, layout)
+    last_write = time.monotonic()
     try:
-        for iteration in range(1, max_iter + 1):
+        for iteration in range(start + 1, max_iter + 1):
             active = [p for p in problems if not p.done]
             if not active:
                 break
@@ -241,12 +263,62 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
                 problem.previous = current
                 if iteration == max_iter:
                     finish(problem)
+            if (checkpoint is not None and iteration % check_every == 0 and iteration != max_iter
+                    and time.monotonic() - last_write >= checkpoint_every):
+                write_ensemble_checkpoint(checkpoint, iteration=iteration, options=options, fingerprint=fingerprint,
+                                          problems=[p for p in problems if not p.done], results=ensemble.results,
+                                          failed=ensemble.failed)
+                last_write = time.monotonic()
     except KeyboardInterrupt as interrupt:
         raise EnsembleInterrupted(ensemble) from interrupt
     for problem in problems:
         if not problem.done:
             finish(problem)
     return ensemble
+
+
+def resume_ensemble(checkpoint, X, *, weights=None, on_finish=None, checkpoint_every=60.0) -> Ensemble:
+    """Continue the ensemble checkpointed at ``checkpoint`` (``fit_ensemble(..., checkpoint=...)``) on the same
+    X (and weights): every problem ends as in the ensemble never stopped. ``on_finish`` is called for the
+    problems that finish from here on; the checkpoint keeps being updated."""
+    state = read_ensemble_checkpoint(checkpoint)
+    options = dict(state["meta"]["options"])
+    if options.pop("weighted") != (weights is not None):
+        raise CheckpointError(f"Ensemble checkpoint {checkpoint} was made {'with' if weights is None else 'without'} "
+                              "weights: pass the same weights to resume it.")
+    options["skip"] = [tuple(pair) for pair in options["skip"]]
+    return fit_ensemble(X, weights=weights, on_finish=on_finish, checkpoint=checkpoint,
+                        checkpoint_every=checkpoint_every, _resume=state, **options)
+
+
+def _restore(state, problems, ensemble, dtype, device) -> int:
+    """Put the checkpointed batch into ``problems`` and ``ensemble``; returns the checkpoint's iteration."""
+    meta, arrays = state["meta"], state["arrays"]
+    tensor = lambda name: torch.as_tensor(arrays[name], dtype=dtype, device=device)  # noqa: E731
+    by_key = {(p.k, p.r): p for p in problems}
+    running = {(entry["k"], entry["r"]): (index, entry) for index, entry in enumerate(meta["running"])}
+    finished = {(entry["k"], entry["r"]): (index, entry) for index, entry in enumerate(meta["finished"])}
+    failed = {(k, r) for k, r, _ in meta["failed"]}
+    for key, problem in by_key.items():
+        if key in running:
+            index, entry = running[key]
+            problem.W, problem.H = tensor(f"W_{index}"), tensor(f"H_{index}")
+            problem.n_iter, problem.previous = entry["n_iter"], entry["previous"]
+            problem.divergence, problem.history = entry["divergence"], list(entry["history"])
+        elif key in finished:
+            index, entry = finished[key]
+            W = tensor(f"result_W_{index}") if entry["has_W"] else None
+            ensemble.results[key] = SolverResult(W=W, H=tensor(f"result_H_{index}"), n_iter=entry["n_iter"],
+                                                 loss_history=list(entry["loss_history"]),
+                                                 final_divergence=entry["final_divergence"],
+                                                 stop_reason=entry["stop_reason"])
+            problem.done, problem.W, problem.H = True, None, None
+        elif key in failed:
+            problem.done, problem.W, problem.H = True, None, None
+        else:
+            raise CheckpointError(f"The ensemble checkpoint has no state for n_components={key[0]}, replicate {key[1]}.")
+    ensemble.failed = [tuple(f) for f in meta["failed"]]
+    return int(meta["iteration"])
 
 
 class _Rules:

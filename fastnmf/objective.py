@@ -6,7 +6,9 @@ Summed over the layout's bounded blocks (``Layout.blocks(bounded=True)``) with t
 ``½⟨WᵀW, HHᵀ⟩``), 0 for Itakura–Saito (its x = 0 terms are dropped), a blocked pass over WH otherwise
 (``Layout.zero_divergence_sum``). The reconstruction floor ``eps_r`` applies where the divergence divides
 by or raises r to a power (β < 2); at the zeros of X for β = 1 the term is ``(WH)_ij`` itself, unfloored,
-which differs from the floored dense objective by at most ``eps_r`` per entry.
+which differs from the floored dense objective by at most ``eps_r`` per entry. A sparse X with a few
+entries left out (``WeightedMatrix.sparse_complement``) at β ∈ {1, 2}: the sparse objective minus the left-out
+entries' terms (``WeightedMatrix.complement_objective``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ __all__ = ["objective"]
 def objective(X, W: torch.Tensor, H: torch.Tensor, *, beta: float, eps_r: float) -> torch.Tensor:
     """``D_β(X | WH)`` as a 0-d float64 tensor on X's device (how: module docstring)."""
     beta = float(beta)
+    if getattr(X, "sparse_complement", False) and beta in (1.0, 2.0):
+        return X.complement_objective(W, H, beta, eps_r)  # O((nnz + holes)·k), not the blocked pass over m·n
     if X.nnz is not None:
         # Stored entries only: float64 costs O(nnz·k), and the zeros' share cancels against the stored one.
         W, H = W.double(), H.double()

@@ -8,7 +8,9 @@ the cross-validation error on held-out entries, per rank.
   entry of its row of W, the rows of H scaled to unit sum first; on a seeded subsample of at most 5000 rows;
 - ``cv_error``: for each of ``n_masks`` speckled masks of ``test_fraction`` of the entries, a fit on the other
   entries (the weights machinery, weight 0 on the held-out ones) and its mean divergence on the held-out
-  entries; dense X only (on sparse X a mask of the zeros would cost a pass over every entry per update: NaN).
+  entries. On sparse X (β ∈ {1, 2}) the held-out entries are a sparse set of ≈ ``test_fraction·m·n`` positions
+  (drawn with replacement, duplicates merged) given to the fit as missing values: the masked fit and its error
+  cost O((nnz + held-out)·k) (``WeightedMatrix.sparse_complement``); other β on sparse X: NaN, with a note.
 - ``suggested_k``: the rank of the lowest cross-validation error where it was computed, else the most stable.
 """
 
@@ -107,6 +109,58 @@ def _cv_error(X, k, beta, masks, random_state, options) -> float:
     return float(np.mean(errors))
 
 
+def _as_csr(X) -> sp.csr_matrix:
+    """scipy CSR (float64) of a scipy sparse matrix or a torch sparse tensor."""
+    if sp.issparse(X):
+        return sp.csr_matrix(X, dtype=np.float64)
+    coo = X.detach().to_sparse_coo().coalesce().cpu()
+    rows, columns = coo.indices().numpy()
+    return sp.csr_matrix((coo.values().double().numpy(), (rows, columns)), shape=tuple(coo.shape))
+
+
+def _sparse_masks(shape, test_fraction, n_masks, random_state) -> list:
+    """Sorted unique linear indices i·n + j of ≈ test_fraction of the entries, one array per mask."""
+    m, n = shape
+    generator = np.random.RandomState(random_state)
+    return [np.unique(generator.randint(0, m * n, size=generator.binomial(m * n, test_fraction), dtype=np.int64))
+            for _ in range(n_masks)]
+
+
+def _held_out_values(X: sp.csr_matrix, rows, columns) -> np.ndarray:
+    """``X[rows, columns]`` (0 where nothing is stored), O(len · log nnz)."""
+    return np.asarray(X[rows, columns], dtype=np.float64).ravel()
+
+
+def _sparse_cv_error(X: sp.csr_matrix, k, beta, masks, random_state, options) -> float:
+    import torch
+
+    m, n = X.shape
+    coo = X.tocoo()
+    linear = coo.row.astype(np.int64) * n + coo.col
+    errors = []
+    for mask_index, held in enumerate(masks):
+        kept = ~np.isin(linear, held, assume_unique=False)
+        rows, columns = held // n, held % n
+        # The held-out entries become stored NaNs, the missing values of the weights machinery.
+        X_masked = sp.csr_matrix((np.concatenate([coo.data[kept], np.full(held.size, np.nan)]),
+                                  (np.concatenate([coo.row[kept], rows]), np.concatenate([coo.col[kept], columns]))),
+                                 shape=X.shape)
+        seed = replicate_seed(random_state, k, 10_000 + mask_index)
+        W, H, _ = non_negative_factorization(X_masked, n_components=k, init="random", random_state=seed,
+                                             missing_values=np.nan, solver="mu", beta_loss=options["beta_loss"],
+                                             tol=options["tol"], max_iter=options["max_iter"])
+        W, H = torch.as_tensor(W, dtype=torch.float64), torch.as_tensor(H, dtype=torch.float64)
+        floor = np.finfo(np.float64).eps * float(X.max())
+        total, chunk = 0.0, 1 << 20  # the held-out reconstruction in chunks: O(chunk · k) memory
+        for start in range(0, held.size, chunk):
+            r_rows, r_columns = torch.as_tensor(rows[start:start + chunk]), torch.as_tensor(columns[start:start + chunk])
+            r = torch.sum(W[r_rows] * H[:, r_columns].T, dim=1).clamp_min_(floor)
+            x = torch.as_tensor(_held_out_values(X, rows[start:start + chunk], columns[start:start + chunk]))
+            total += float(divergence(x, r, beta).sum())
+        errors.append(total / max(held.size, 1))
+    return float(np.mean(errors))
+
+
 def select_k(X, ks, *, n_replicates: int = 10, ensemble=None, beta_loss="frobenius", solver="mu", tol=1e-4,
              max_iter=200, random_state=0, test_fraction: float = 0.1, n_masks: int = 3,
              density_threshold: float = 0.5, local_neighborhood_size: float = 0.3) -> KSelection:
@@ -130,13 +184,18 @@ def select_k(X, ks, *, n_replicates: int = 10, ensemble=None, beta_loss="frobeni
     if m > MAX_CONSENSUS_SAMPLES:
         notes.append(f"cophenetic and dispersion on a seeded subsample of {MAX_CONSENSUS_SAMPLES} of {m} rows")
     dense = not sp.issparse(X) and not (hasattr(X, "layout") and str(X.layout) != "torch.strided")
-    masks = []
+    masks, X_array, cv = [], None, None
     if dense:
         X_array = np.asarray(X, dtype=np.float64)
         generator = np.random.RandomState(random_state)
         masks = [generator.rand(*X_array.shape) < test_fraction for _ in range(n_masks)]
+        cv = lambda k: _cv_error(X_array, k, beta, masks, random_state, options)  # noqa: E731
+    elif beta in (1.0, 2.0):
+        X_csr = _as_csr(X)
+        masks = _sparse_masks(X_csr.shape, test_fraction, n_masks, random_state)
+        cv = lambda k: _sparse_cv_error(X_csr, k, beta, masks, random_state, options)  # noqa: E731
     else:
-        notes.append("cv_error is NaN: held-out masks are implemented for dense X only")
+        notes.append("cv_error is NaN: held-out masks on sparse X are implemented for beta_loss 1 and 2 only")
     rows_out = {name: [] for name in ("stability", "consensus_error", "cophenetic", "dispersion", "cv_error")}
     options = dict(beta_loss=beta_loss, tol=tol, max_iter=max_iter)
     for k in ks:
@@ -149,10 +208,9 @@ def select_k(X, ks, *, n_replicates: int = 10, ensemble=None, beta_loss="frobeni
         rows_out["dispersion"].append(dispersion)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning of the masked fits
-            rows_out["cv_error"].append(_cv_error(X_array, k, beta, masks, random_state, options) if dense
-                                        else float("nan"))
+            rows_out["cv_error"].append(cv(k) if cv is not None else float("nan"))
     arrays = {name: np.asarray(values, dtype=np.float64) for name, values in rows_out.items()}
-    if dense:
+    if cv is not None:
         suggested = ks[int(np.nanargmin(arrays["cv_error"]))]
     else:
         suggested = ks[int(np.nanargmax(arrays["stability"]))] if np.isfinite(arrays["stability"]).any() else ks[0]

@@ -82,9 +82,13 @@ def _missing_only(X, nan, has_nan: bool, name: str):
         _check(X, name)
         return X
     if isinstance(X, SparseMatrix):
-        rows, columns = X.by_column.col_indices()[nan], X.column_indices()[nan]
-        holes = SparseMatrix.from_coo(rows, columns, torch.ones(rows.numel(), dtype=X.dtype, device=X.device), X.shape)
-        X_clean = X.with_values(X.values.masked_fill(nan, 0.0))
+        rows, columns = X.by_column.col_indices(), X.column_indices()
+        holes = SparseMatrix.from_coo(rows[nan], columns[nan], torch.ones(int(nan.sum()), dtype=X.dtype, device=X.device),
+                                      X.shape)
+        # The missing entries leave X's pattern (not stored zeros): the sparse-complement pass counts each
+        # entry of X once, stored or hole (WeightedMatrix.update_h).
+        kept = ~nan
+        X_clean = SparseMatrix.from_coo(rows[kept], columns[kept], X.values[kept], X.shape)
         _check(X_clean, name)
         return WeightedMatrix(X_clean, Complement(holes))
     X_clean = X.masked_fill(nan, 0.0)

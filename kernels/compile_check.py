@@ -90,7 +90,7 @@ def representative_variants():
         tiles = configs.beta_tiles(k_pad, precision)
         variants.append((
             f"beta case={case} {precision} k={k_pad} X={x_type[1:]} split={split}", mu_beta._mu_beta_h_kernel,
-            {"X": x_type, **factors}, {"beta", "eps_r", "gamma", "l1", "l2", "tiny", "phi"},
+            {"X": x_type, "COLSUM": "*fp32", **factors}, {"beta", "eps_r", "gamma", "l1", "l2", "tiny", "phi"},
             dict(BETA_CASE=case, FLOOR_R=floor, HAS_GAMMA=case in (0, 3), BLOCK_M=tiles.block_m,
                  BLOCK_N=tiles.block_n, BLOCK_K=tiles.block_k, SPLIT_M=split, PRECISION=precision),
             tiles.num_warps, tiles.num_stages,

@@ -234,3 +234,31 @@ def test_a_fully_missing_row_and_column_hit_the_safeguard_not_nan(beta):
     # Entries held at the floor come back to the user as exact zeros (scikit-learn parity).
     np.testing.assert_array_equal(W[4], 0.0)
     np.testing.assert_array_equal(H[:, 6], 0.0)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_missing_values_of_sparse_x_never_visit_every_entry(beta, monkeypatch):
+    # Sparse X with NaN holes at β ∈ {1, 2}: the fit and its objective cost O((nnz + holes)·k) — no dense
+    # column block of X or of the weights is ever built — and equal the dense-weights fit.
+    from fastnmf.layouts import weighted
+
+    X, _ = _data(seed=4, zeros=0.6)
+    missing = np.random.RandomState(5).rand(M, N) < 0.15  # holes at stored entries and at zeros alike
+    coo = sp.coo_matrix(np.where(missing, 1.0, X))
+    coo.data[missing[coo.row, coo.col]] = np.nan
+    expected = _fit(np.where(missing, 0.0, X), beta, weights=(~missing).astype(float), max_iter=40)
+    data = weighted_data(as_tensor(coo.tocsr(), check_values=False)[0], None, np.nan)
+    assert data.sparse_complement and data.X.nnz == int(((X != 0) & ~missing).sum())
+
+    def no_dense_blocks(*args, **kwargs):
+        raise AssertionError("a dense column block was built")
+
+    monkeypatch.setattr(weighted.WeightedMatrix, "column_block", no_dense_blocks)
+    W_fit, H_fit = _fit(coo.tocsr(), beta, missing_values=np.nan, max_iter=40)
+    np.testing.assert_allclose(W_fit, expected[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(H_fit, expected[1], rtol=1e-9, atol=1e-12)
+    W, H = torch.as_tensor(W_fit), torch.as_tensor(H_fit)
+    held = torch.as_tensor(~missing, dtype=torch.float64)
+    r = (W @ H).clamp_min(1e-300)
+    exact = float((held * divergence(torch.as_tensor(np.where(missing, 0.0, X)), r, beta)).sum())
+    assert float(objective(data, W, H, beta=beta, eps_r=0.0)) == pytest.approx(exact, rel=1e-10)

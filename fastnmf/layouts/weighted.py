@@ -8,7 +8,9 @@ weights and ``missing_values``; the weights are either
   ratings matrix; X is then kept at the pattern only, with the same entry order as M): one sparse block,
   every product O(nnz(M)·k);
 - dense: a tensor of X's shape, or :class:`Complement` (all ones except the NaN entries of a sparse X):
-  m×b column blocks of X and M, every product O(m·n·k), never an m×n temporary.
+  m×b column blocks of X and M, every product O(m·n·k), never an m×n temporary — except MU at β ∈ {1, 2}
+  with :class:`Complement` weights, whose updates and objective use the sparse X and its holes only,
+  O((nnz + holes)·k) (:attr:`WeightedMatrix.sparse_complement`).
 
 The entries of weight 0 hold 0 in the stored X, so that the initialization (which sees X only) and the
 safeguard floor ``eps_r = eps · max(X)`` do not depend on what the user left there.
@@ -123,6 +125,52 @@ class WeightedMatrix(Layout):
 
     def __truediv__(self, scale: float) -> "WeightedMatrix":
         return WeightedMatrix(self.X / scale, self.M)
+
+    # --- sparse X with a few entries left out (Complement weights): the pass at O((nnz + holes)·k) -------
+
+    @property
+    def sparse_complement(self) -> bool:
+        """Sparse X with weights 1 except at the sparse ``holes`` (missing values, held-out entries): for MU
+        at β ∈ {1, 2} every product and the objective cost O((nnz + holes)·k), not a pass over all m·n."""
+        return isinstance(self.X, SparseMatrix) and isinstance(self.M, Complement)
+
+    def _complement_rule(self, rule) -> bool:
+        from ..updates import MURule  # the rules import the layouts: a module-level import would cycle
+
+        return self.sparse_complement and isinstance(rule, MURule) and rule.beta in (1.0, 2.0)
+
+    def update_h(self, rule, W: torch.Tensor, H: torch.Tensor):
+        """MU at β ∈ {1, 2} on a sparse complement (Z = the holes, X 0 there, so ``M∘X = X``):
+        numerator ``Wᵀ(X / R)`` (KL) or ``WᵀX`` at X's stored entries; denominator ``Wᵀ(1 − Z) =
+        colsum(W) − WᵀZ`` (KL) or ``Wᵀ((1 − Z)∘R) = (WᵀW)H − Wᵀ(Z∘R)``, R = WH sampled at the holes only.
+        Every other rule: the blocked pass over all entries (``rule.update``)."""
+        if not self._complement_rule(rule):
+            return rule.update(self, W, H)
+        from ..updates import MUStatistics
+
+        holes = self.M.holes
+        if rule.beta == 1.0:
+            r = self.X.sampled_product(W, H).clamp_min_(rule.eps_r)
+            numerator = self.X.left_product(W, self.X.values.to(r.dtype) / r)
+            denominator = W.sum(dim=0).unsqueeze(1) - holes.left_product(W, torch.ones_like(holes.values, dtype=W.dtype))
+        else:
+            numerator = self.X.left_product(W)
+            denominator = (W.T @ W) @ H - holes.left_product(W, holes.sampled_product(W, H))
+        return rule.apply(H, MUStatistics(numerator, denominator))
+
+    def update_w(self, rule, W: torch.Tensor, H: torch.Tensor):
+        W_new_t, fit = self.T.update_h(rule, H.T, W.T)
+        return W_new_t.T, fit
+
+    def complement_objective(self, W: torch.Tensor, H: torch.Tensor, beta: float, eps_r: float) -> torch.Tensor:
+        """``Σ_(1−Z) d_β(x | r)`` for β ∈ {1, 2}: the sparse objective of X (holes not stored) minus the holes'
+        zero-data terms ``d_β(0 | r)`` (r for KL, ½r² for Frobenius; unfloored, as the sparse objective's
+        zeros), float64."""
+        from ..objective import objective
+
+        r = self.M.holes.sampled_product(W.double(), H.double())
+        at_holes = torch.sum(r) if beta == 1.0 else 0.5 * torch.sum(r * r)
+        return objective(self.X, W, H, beta=beta, eps_r=eps_r) - at_holes
 
     def column_block(self, columns: slice, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense m×b blocks ``(X[:, columns], M[:, columns])`` in ``dtype`` (dense weights only)."""
