@@ -193,6 +193,17 @@ def _resources(cubin: bytes) -> tuple[int | None, int | None]:
     return (int(found.group(1)), int(found.group(2))) if found else (None, None)
 
 
+def blocks_per_sm(registers: int | None, num_warps: int, shared_bytes: int) -> int | None:
+    """Resident blocks per SM on sm_90 (the occupancy calculator's rules): 65536 registers allocated per
+    warp in units of 256, 64 warps, 32 blocks, 228 KB of shared memory with 1 KB reserved per block."""
+    if registers is None:
+        return None
+    per_warp = -(-registers * 32 // 256) * 256
+    by_registers = (65536 // per_warp) // num_warps
+    by_shared = 233472 // (shared_bytes + 1024)
+    return min(by_registers, by_shared, 64 // num_warps, 32)
+
+
 def report(launches: list[dict]) -> list[dict]:
     """One row per distinct compiled variant (launches with the same specialization share it)."""
     import triton
@@ -212,6 +223,7 @@ def report(launches: list[dict]) -> list[dict]:
                "num_stages": kwargs.get("num_stages"), "grid": list(launch["grid"]),
                "constexprs": {k: v for k, v in kwargs.items() if k.isupper()},
                "triton": triton.__version__, **instruction_mix(compiled.asm["ptx"])}
+        row["blocks_per_sm"] = blocks_per_sm(registers, row["num_warps"] or 4, row["shared_bytes"])
         seen[full_key] = row
         rows.append(row)
     return rows
@@ -225,14 +237,17 @@ def markdown(rows: list[dict]) -> str:
              f"k ∈ {list(RANKS)}, each precision, H and W updates; sparse KL at 10⁶ × 10⁵ with 1.1·10⁷ entries), "
              "specialized by Triton's binder as a launch would be and compiled offline "
              "(`python -m fastnmf.kernels.compile_report`). PTX counts are static instruction counts.", "",
-             "| kernel | first launch (of n) | warps/stages | regs | spill B | shared KB | fma.f32 | mma | wgmma | ld.v4 | ld.v2 | ld scalar | cp.async |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| kernel | first launch (of n) | warps/stages | regs | spill B | shared KB | blocks/SM | fma.f32 | mma | wgmma | ld.v4 | ld.v2 | ld scalar | cp.async |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['kernel']} | {r['launches'][0]} ({len(r['launches'])}) | {r['num_warps']}/{r['num_stages']} | "
-                     f"{r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.1f} | {r['fma_f32']} | {r['mma']} | "
+                     f"{r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.1f} | {r['blocks_per_sm']} | {r['fma_f32']} | {r['mma']} | "
                      f"{r['wgmma']} | {r['ld_global_v4']} | {r['ld_global_v2']} | {r['ld_global_scalar']} | {r['cp_async']} |")
     spilling = [r for r in rows if r["spill_bytes"]]
-    lines += ["", f"{len(rows)} variants; spilling: {len(spilling)}" + (
+    single = [r for r in rows if r["blocks_per_sm"] == 1]
+    lines += ["", "blocks/SM: resident blocks per SM from registers, warps and shared memory (sm_90 limits); "
+              f"{len(single)} of {len(rows)} variants fit one block per SM (no second block to hide its latency).",
+              "", f"{len(rows)} variants; spilling: {len(spilling)}" + (
         " — " + "; ".join(f"{r['kernel']} {r['launches'][0]}: {r['spill_bytes']} B" for r in spilling) if spilling else "") + "."]
     return "\n".join(lines) + "\n"
 

@@ -174,6 +174,10 @@ def frobenius_tiles(k_pad: int, precision: str, x_itemsize: int = 4) -> MUConfig
     """
     block_k = min(k_pad, 64)
     block_n = 128 if block_k <= 16 or (block_k == 32 and precision != "tf32x3") else 64
+    if block_k == 64 and precision != "tf32":
+        block_n = 32  # 64×64 in the W layout spilled 8 B (ieee) and 48 B (tf32x3) under Triton 3.6
+    if block_k == 32 and precision == "tf32" and x_itemsize < 4:
+        block_n = 64  # half X: 64×128 spilled 8 B in the W layout under Triton 3.6
     block_m = 64
     if precision == "ieee" and x_itemsize < 4:
         block_m = 32
@@ -186,7 +190,7 @@ def frobenius_tiles(k_pad: int, precision: str, x_itemsize: int = 4) -> MUConfig
 _BETA_TILES = {
     "ieee": {
         16: (32, 64, 8),  # 180 registers
-        32: (32, 32, 8),  # 186 (32×64: 32 bytes of spills; 64×64: 5.5 KB)
+        32: (16, 32, 8),  # 32×32: 8–16 bytes of spills for general β under Triton 3.6 (compile_report); 32×64: 32 B
         64: (16, 16, 4),  # 184 (32×32: 32–184 bytes of spills)
         128: (16, 16, 8),  # 182
         256: (16, 16, 8),  # 8–24 bytes of spills, at the smallest tile tl.dot accepts
@@ -201,8 +205,8 @@ _BETA_TILES = {
         512: (16, 16, 8),  # 650 bytes of spills: every tile spills at this rank
     },
     "tf32x3": {  # three MMAs per product: more registers than tf32
-        16: (32, 64, 8),  # 64×64: 254, and 24 bytes of spills for general β in the W layout (compile_report)
-        32: (32, 64, 8),  # ≤ 24 bytes of spills
+        16: (16, 64, 8),  # ≤ 119 registers under 3.6 and 3.9; 64×64 spilled 24 B (3.9), 32×64 and 32×32 8 B
+        32: (32, 32, 8),  # 32×64: ≤ 24 bytes of spills (KL under Triton 3.6: 8 B)
         64: (32, 32, 8),  # 234 (32×64: 24–104 bytes of spills)
         128: (16, 32, 8),  # 254 (32×64: 144–368 bytes of spills)
         256: (16, 32, 8),  # 464 bytes of spills: every tile spills at this rank
@@ -230,7 +234,7 @@ def objective_tiles(k_pad: int, precision: str) -> ObjectiveConfig:
 # and 191); the tiles were chosen with the per-block rule and all still compile without spills.
 _HALS_TILES = {
     16: (128, 4),  # 91 registers (16×256: 143)
-    32: (128, 4),  # 168 (32×256: 222)
+    32: (128, 8),  # ≤ 80 registers under 3.6 and 3.9; at 4 warps 128 and 64 columns spilled 8–16 B (3.6)
     64: (64, 2),  # 139 (64×64 at 4 warps spills 32 bytes, 64×128 spills at any warp count)
     128: (32, 4),  # 155 (128×64: 254 registers at 4 warps, spills at 2 and 8)
     256: (16, 8),  # 123 (256×32 at 8 warps: 190)
