@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-# One subprocess compiles 23 kernel variants to sm_90 cubins: 3–13 s measured on 2 cores (Triton caches them).
+# Subprocesses compile kernel variants to sm_90 cubins: 3–13 s for compile_check's 23, ~1–2 min for the
+# compile report at one rank on 2 cores (Triton caches them).
 pytestmark = pytest.mark.slow
 
 
@@ -35,12 +36,25 @@ def test_every_representative_variant_compiles_for_sm90(reports):
     assert all(report["shared_bytes"] <= 227 * 1024 for report in reports), reports
 
 
-def test_gpu_configs_do_not_spill_registers(reports):
-    measured = [report for report in reports if report["spill_bytes"] is not None]
+def test_gpu_configs_do_not_spill_registers_as_launched(tmp_path):
+    # What a launch compiles (Triton's binder on the launchers' real arguments, kernels.compile_report), at
+    # rank 32 — where spills showed up — for every precision, fp32 and fp16 X, H and W layouts. (compile_check's
+    # hand-made "i32" signatures are not what runs: they spill where the real specialization does not.)
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    out = tmp_path / "report.jsonl"
+    done = subprocess.run([sys.executable, "-m", "fastnmf.kernels.compile_report", "--ranks", "32", "--no-sparse",
+                           "--out", str(tmp_path / "report.md"), "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr[-4000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) > 20
+    measured = [row for row in rows if row["spill_bytes"] is not None]
     if not measured:
         pytest.skip("cuobjdump is not bundled with this Triton")
-    spilling = {report["name"]: report["spill_bytes"] for report in measured if report["spill_bytes"] > 0}
+    spilling = {row["launches"][0]: row["spill_bytes"] for row in measured if row["spill_bytes"] > 0}
     assert not spilling, f"register spills (bytes per thread): {spilling}"
+    assert done.returncode == 0
 
 
 def test_the_compile_report_specializes_like_a_launch():
