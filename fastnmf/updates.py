@@ -37,7 +37,8 @@ def beta_terms(x: torch.Tensor, r: torch.Tensor, beta: float):
     if beta == 2.0:
         return x, r
     if beta == 1.0:
-        return x / r, None
+        # In place: one m×n temporary fewer per update; each fresh one costs its page faults on the CPU.
+        return torch.div(x, r, out=r), None
     if beta == 0.0:
         inverse = r.reciprocal_()  # r^−1, then x·r^−2 = x·(r^−1)²: no pow on the fast path
         return x * inverse.square(), inverse
