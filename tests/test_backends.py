@@ -104,6 +104,7 @@ def test_a_new_layout_finds_the_generic_torch_entry_and_can_register_its_own(mon
         resolve_backend("torch", Toy(torch.ones(2, 2)), solver="hals")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: ~3 s on 2 cores
 def test_the_triton_implementation_is_imported_only_when_used():
     # Importing fastnmf (and the contract and registry) compiles no kernel: Triton loads on first use.
     import subprocess

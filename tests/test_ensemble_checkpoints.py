@@ -31,7 +31,9 @@ def _snapshots(monkeypatch, folder):
     return written
 
 
-@pytest.mark.parametrize("beta, solver, storage", [(2.0, "hals", "dense"), (1.0, "mu", "csr"), (2.0, "mu", "dense")])
+@pytest.mark.parametrize("beta, solver, storage", [(2.0, "hals", "dense"),
+                                                   pytest.param(1.0, "mu", "csr", marks=pytest.mark.slow),
+                                                   pytest.param(2.0, "mu", "dense", marks=pytest.mark.slow)])
 def test_a_resumed_ensemble_ends_as_the_one_never_stopped(tmp_path, monkeypatch, beta, solver, storage):
     X = low_rank_counts((80, 30), 3, 1)
     X = sp.csr_matrix(X) if storage == "csr" else X

@@ -177,6 +177,7 @@ def test_supports_names_the_losses_each_solver_minimizes():
         supports("cd", 2.0)
 
 
+@pytest.mark.slow  # 1500 iterations twice
 def test_extrapolation_keeps_component_scales_balanced_in_float32():
     # The scale of each component is a flat direction that extrapolation drifted along: before the balancing
     # min ‖w_j‖/‖h_j‖ reached 2.6e-6 here, the curvature rule froze that component and the float32 fit ended
