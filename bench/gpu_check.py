@@ -125,6 +125,15 @@ def _positive_x(m, n, device, dtype=torch.float32, seed=1):
     return (torch.rand(m, n, generator=g, device=device) + 0.05).to(dtype)
 
 
+def _dense_problem(m, n, k, device):
+    """X (positive, fp32), W, H and the reconstruction floor of X: the inputs of the correctness sections."""
+    from fastnmf.safeguard import reconstruction_floor
+
+    X = _positive_x(m, n, device)
+    W, H = _randn_factors(m, n, k, device)
+    return X, W, H, reconstruction_floor(float(X.max()), torch.float32)
+
+
 # --- torch references (fp32 products with tf32 off, or float64) ----------------------------------------
 
 def _torch_frobenius_h(X, W, H):
@@ -182,14 +191,11 @@ def section_interpreter_tests(ctx) -> dict:
 def section_grid_limit(ctx) -> dict:
     """Every launcher on an X wider than CUDA's grid-axis cap allows for a 2-D grid, against torch."""
     from fastnmf import kernels
-    from fastnmf.safeguard import reconstruction_floor
     from fastnmf.updates import hals_sweeps_
 
     m, n = ctx.shapes.grid_limit
-    k, device = 4, ctx.device
-    X = _positive_x(m, n, device)
-    W, H = _randn_factors(m, n, k, device)
-    eps_r = reconstruction_floor(float(X.max()), torch.float32)
+    k = 4
+    X, W, H, eps_r = _dense_problem(m, n, k, ctx.device)
     rows = {}
     with _NoTF32():
         reference = {
@@ -361,13 +367,10 @@ def section_hals_sweeps(ctx) -> dict:
 def section_offsets(ctx) -> dict:
     """A matrix with more than 2³¹ elements: every launcher against torch (int64 offsets)."""
     from fastnmf import kernels
-    from fastnmf.safeguard import reconstruction_floor
 
     m, n = ctx.shapes.offsets
-    k, device = 16, ctx.device
-    X = _positive_x(m, n, device)
-    W, H = _randn_factors(m, n, k, device)
-    eps_r = reconstruction_floor(float(X.max()), torch.float32)
+    k = 16
+    X, W, H, eps_r = _dense_problem(m, n, k, ctx.device)
     rows = {}
     with _NoTF32():
         pairs = {
