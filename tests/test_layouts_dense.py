@@ -40,3 +40,26 @@ def test_bounded_blocks_cover_the_rows_once(monkeypatch):
     torch.testing.assert_close(torch.cat([p.block.x for p in parts]), X)
     (whole,) = DenseMatrix(X).blocks()
     assert whole.block.x is X
+
+
+def test_the_reconstruction_reuses_one_buffer_for_both_updates_and_changes_no_value():
+    # A fresh m×n reconstruction per half-update cost its page faults on the CPU; the layout's workspace
+    # keeps one buffer, which the W update (Xᵀ, a column-major view) sees transposed.
+    from fastnmf.layouts.dense import DenseMatrix, reconstruction_like
+    from fastnmf.updates import MURule
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(30, 20, generator=g, dtype=torch.float64)
+    W, H = torch.rand(30, 4, generator=g, dtype=torch.float64), torch.rand(4, 20, generator=g, dtype=torch.float64)
+    layout = DenseMatrix(X)
+    (_, _, block), = layout.blocks()
+    (_, _, block_t), = layout.T.blocks()
+    first = block.reconstruction(W, H)
+    second = block_t.reconstruction(H.T, W.T)
+    assert first.data_ptr() == second.data_ptr() and second.stride() == (1, 20)
+    rule = MURule(1.0, eps_r=1e-12)
+    for update in (layout.update_h(rule, W, H)[0], layout.update_w(rule, W, H)[0].T):
+        assert torch.isfinite(update).all()
+    fresh = DenseMatrix(X, workspace=None)
+    assert torch.equal(layout.update_h(rule, W, H)[0], MURule(1.0, eps_r=1e-12).update(fresh, W, H)[0])
+    assert torch.equal(reconstruction_like(X, W, H), W @ H)
