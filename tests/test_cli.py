@@ -11,6 +11,7 @@ from low_rank import low_rank_counts
 from fastnmf.cli import main
 
 
+@pytest.mark.slow  # a whole demo fit and two plots
 def test_demo_prints_the_loss_and_writes_two_pngs(tmp_path, capsys):
     assert main(["demo", "--max-iter", "30", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -17,6 +17,7 @@ from fastnmf import NMF
 # check_transformer_general and check_transformer_data_not_an_array need fit_transform(X) and transform(X)
 # to agree to 1e-2, and MU needs ~10,000 iterations for that on their 30×3 data with k = 3 (measured max
 # abs difference 0.038 at 500, 0.027 at 2000, 0.010 at 10,000). scikit-learn's own NMF passes with "cd".
+@pytest.mark.slow  # ~50 checks, ~12 s on 2 cores: make test runs them, make test-fast does not
 @parametrize_with_checks([NMF(max_iter=500)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)

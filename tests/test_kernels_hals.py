@@ -130,7 +130,7 @@ def test_early_stop_is_per_column_as_the_torch_twin(m, n, k, side):
     assert torch.equal(sweeps.cpu(), block_sweeps(per_column.cpu(), block_n))
 
 
-@pytest.mark.parametrize("side", ["H", "W"])
+@pytest.mark.parametrize("side", ["H", pytest.param("W", marks=pytest.mark.slow)])
 def test_early_stop_does_not_depend_on_the_column_blocks(side):
     # A rule per block of columns (all of a block's columns stop together) would give a different H for
     # 16-column blocks than for one block of 128 columns; per column, the split does not matter.
