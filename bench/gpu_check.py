@@ -108,12 +108,21 @@ def _median_ms(fn, device) -> float:
     return 1000.0 * statistics.median(times)
 
 
+def _comparison(got, reference, tolerance: float) -> dict:
+    """A correctness row: the relative error of ``got`` (a tensor or a float) against ``reference``."""
+    if isinstance(got, float):
+        error = abs(got - reference) / abs(reference)
+    else:
+        error = _relative_error(got, reference)
+    return {"relative_error": error, "ok": bool(math.isfinite(error) and error < tolerance)}
+
+
 def _relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
     got, ref = got.double(), ref.double()
     return float(torch.linalg.norm(got - ref) / torch.linalg.norm(ref).clamp_min(1e-300))
 
 
-def _randn_factors(m, n, k, device, seed=0):
+def _random_factors(m, n, k, device, seed=0):
     g = torch.Generator(device=device).manual_seed(seed)
     W = torch.rand(m, k, generator=g, device=device) + 0.1
     H = torch.rand(k, n, generator=g, device=device) + 0.1
@@ -130,7 +139,7 @@ def _dense_problem(m, n, k, device):
     from fastnmf.safeguard import reconstruction_floor
 
     X = _positive_x(m, n, device)
-    W, H = _randn_factors(m, n, k, device)
+    W, H = _random_factors(m, n, k, device)
     return X, W, H, reconstruction_floor(float(X.max()), torch.float32)
 
 
@@ -196,7 +205,6 @@ def section_grid_limit(ctx) -> dict:
     m, n = ctx.shapes.grid_limit
     k = 4
     X, W, H, eps_r = _dense_problem(m, n, k, ctx.device)
-    rows = {}
     with _NoTF32():
         reference = {
             "objective (β=1)": float(((X.double() * torch.log(X.double() / (W.double() @ H.double())))
@@ -217,12 +225,7 @@ def section_grid_limit(ctx) -> dict:
     H_torch = H.clone()
     hals_sweeps_(H_torch, A, B, max_sweeps=1)
     got["hals_sweeps"], reference["hals_sweeps"] = H_sweep, H_torch
-    for name in got:
-        if isinstance(got[name], float):
-            error = abs(got[name] - reference[name]) / abs(reference[name])
-        else:
-            error = _relative_error(got[name], reference[name])
-        rows[name] = {"relative_error": error, "ok": bool(math.isfinite(error) and error < 1e-4)}
+    rows = {name: _comparison(got[name], reference[name], 1e-4) for name in got}
     return {"shape": [m, n], "k": k, "launchers": rows, "ok": all(r["ok"] for r in rows.values())}
 
 
@@ -261,7 +264,7 @@ def section_bandwidth(ctx) -> dict:
         eps_r = reconstruction_floor(float(X.max()), torch.float32)
         precisions = ctx.shapes.precisions if dtype == torch.float32 else (DEFAULT_PRECISION,)
         for k in ctx.shapes.ranks:
-            W, H = _randn_factors(m, n, k, device)
+            W, H = _random_factors(m, n, k, device)
             cases = {
                 "frobenius H": (lambda p: kernels.mu_frobenius_update_h(X, W, H, precision=p),
                                 kernels.mu_frobenius_cost(m, n, k, X.element_size())),
@@ -316,7 +319,7 @@ def section_sparse_kl(ctx) -> dict:
     torch_rule = resolve_backend("torch", X).mu_rule(1.0, 0.0, 0.0, eps_r=eps_r)
     out = []
     for k in ctx.shapes.sparse_ranks:
-        W, H = _randn_factors(m, n, k, device)
+        W, H = _random_factors(m, n, k, device)
         bytes_, _ = kernels.mu_sparse_kl_cost(X.nnz, m, n, k, 4)
         for side, launch, reference in (
             ("H", lambda: kernels.mu_sparse_kl_update_h(X, W, H, eps_r=eps_r), lambda: torch_rule.update(X, W, H)[0]),
@@ -346,7 +349,7 @@ def section_hals_sweeps(ctx) -> dict:
     layout = DenseMatrix(X)
     backend = resolve_backend("triton", layout, "auto", solver="hals")
     rule_w, rule_h = hals_rules(backend, layout, Penalties(), k)
-    W, H = _randn_factors(m, n, k, ctx.device)
+    W, H = _random_factors(m, n, k, ctx.device)
     A, B = kernels.matmul_tn(W, X), W.T @ W
     result = {"shape": [m, n], "k": k, "max_sweeps_w": rule_w.max_sweeps, "max_sweeps_h": rule_h.max_sweeps}
     _first_call_s(lambda: kernels.hals_sweeps(H, A, B, max_sweeps=rule_h.max_sweeps), ctx.device)
@@ -371,7 +374,6 @@ def section_offsets(ctx) -> dict:
     m, n = ctx.shapes.offsets
     k = 16
     X, W, H, eps_r = _dense_problem(m, n, k, ctx.device)
-    rows = {}
     with _NoTF32():
         pairs = {
             "mu_frobenius_update_h H": (lambda: kernels.mu_frobenius_update_h(X, W, H, precision="ieee"),
@@ -382,20 +384,17 @@ def section_offsets(ctx) -> dict:
                                          lambda: _torch_kl_h(X, W, H, eps_r)),
             "matmul_tn": (lambda: kernels.matmul_tn(W, X, precision="ieee"), lambda: W.T @ X),
         }
-        for name, (launch, reference) in pairs.items():
-            error = _relative_error(launch(), reference())
-            rows[name] = {"relative_error": error, "ok": error < 1e-4}
+        rows = {name: _comparison(launch(), reference(), 1e-4) for name, (launch, reference) in pairs.items()}
         objective = float(kernels.factorization_divergence(X, W, H, beta=2.0, eps_r=0.0, precision="ieee"))
         exact = 0.5 * float(sum(((X[i:i + 4096].double() - W[i:i + 4096].double() @ H.double()) ** 2).sum()
                                 for i in range(0, m, 4096)))
-        rows["factorization_divergence (β=2)"] = {"relative_error": abs(objective - exact) / exact,
-                                                  "ok": abs(objective - exact) / exact < 1e-5}
+        rows["factorization_divergence (β=2)"] = _comparison(objective, exact, 1e-5)
     return {"shape": [m, n], "elements": m * n, "past_2_31": m * n > 2 ** 31, "launchers": rows,
             "ok": all(r["ok"] for r in rows.values())}
 
 
 def _lowrank(m, n, k, device, seed=0):
-    W, H = _randn_factors(m, n, k, device, seed)
+    W, H = _random_factors(m, n, k, device, seed)
     X = W @ H
     return X.add_(0.1 * float(X.mean()) * torch.randn(X.shape, device=device)).clamp_min_(0.0)
 

@@ -200,6 +200,9 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
 
     problems = []
     for (k, r), seed in seeds.items():
+        if _resume is not None:  # _restore fills every problem from the checkpoint: no start to draw or evaluate
+            problems.append(_Problem(k, r, None, None, [], 0.0))
+            continue
         W, H = initialize(init_data, k, "random", seed, factor_dtype)
         W, H = apply_factor_floor_(W), apply_factor_floor_(H)
         divergence, current = evaluate(W, H)

@@ -52,16 +52,23 @@ def test_select_k_reports_every_statistic_and_plots(tmp_path):
     assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("beta", [2.0, 1.0])
-def test_cross_validation_is_lowest_at_the_planted_rank(beta):
-    hits = 0
-    for seed in range(10):
+def _planted_rank_hits(beta, seeds, storage=np.asarray):
+    """select_k on planted rank-4 counts for each seed; the selections and how often the CV error is lowest at 4."""
+    selections = []
+    for seed in seeds:
         X, _ = planted(k=4, shape=(200, 80), seed=seed, depth=500)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            selection = fastnmf.select_k(X, [2, 3, 4, 5, 6], n_replicates=3, beta_loss=beta, random_state=seed)
-        hits += int(selection.ks[int(np.argmin(selection.cv_error))] == 4)
+            selections.append(fastnmf.select_k(storage(X), [2, 3, 4, 5, 6], n_replicates=3, beta_loss=beta,
+                                               random_state=seed))
+    hits = sum(int(s.ks[int(np.argmin(s.cv_error))] == 4) for s in selections)
+    return selections, hits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta", [2.0, 1.0])
+def test_cross_validation_is_lowest_at_the_planted_rank(beta):
+    _, hits = _planted_rank_hits(beta, range(10))
     assert hits >= 9
 
 
@@ -70,15 +77,9 @@ def test_cross_validation_is_lowest_at_the_planted_rank(beta):
 def test_cross_validation_on_sparse_x_holds_out_entries_and_finds_the_planted_rank(beta):
     # Sparse X: the held-out entries are missing values of a sparse fit (O((nnz + held-out)·k)); the error is
     # finite and, on most seeds, lowest at the planted rank, as on dense X.
-    hits = 0
-    for seed in range(4):
-        X, _ = planted(k=4, shape=(200, 80), seed=seed, depth=500)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            selection = fastnmf.select_k(sp.csr_matrix(X), [2, 3, 4, 5, 6], n_replicates=3, beta_loss=beta,
-                                         random_state=seed)
+    selections, hits = _planted_rank_hits(beta, range(4), storage=sp.csr_matrix)
+    for selection in selections:
         assert np.all(np.isfinite(selection.cv_error)) and not selection.notes
-        hits += int(selection.ks[int(np.argmin(selection.cv_error))] == 4)
     assert hits >= 3
     masks = fastnmf.selection._sparse_masks((200, 80), 0.1, 2, 0)
     assert all(0.08 < mask.size / 16000 < 0.11 and np.all(np.diff(mask) > 0) for mask in masks)

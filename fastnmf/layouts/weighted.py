@@ -152,7 +152,7 @@ class WeightedMatrix(Layout):
         if rule.beta == 1.0:
             r = self.X.sampled_product(W, H).clamp_min_(rule.eps_r)
             numerator = self.X.left_product(W, self.X.values.to(r.dtype) / r)
-            denominator = W.sum(dim=0).unsqueeze(1) - holes.left_product(W, torch.ones_like(holes.values, dtype=W.dtype))
+            denominator = W.sum(dim=0).unsqueeze(1) - holes.left_product(W)  # the holes store ones: WᵀZ
         else:
             numerator = self.X.left_product(W)
             denominator = (W.T @ W) @ H - holes.left_product(W, holes.sampled_product(W, H))
