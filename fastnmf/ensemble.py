@@ -22,6 +22,7 @@ import torch
 
 from .backends import resolve_backend
 from .checkpoint import CheckpointError
+from .ensemble_stacked import StackedBatch
 from .ensemble_checkpoints import check_same_data, read_ensemble_checkpoint, write_ensemble_checkpoint, x_fingerprint
 from .init import initialize
 from .layouts import WeightedMatrix, as_layout
@@ -31,7 +32,6 @@ from .penalties import Penalties
 from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
 from .scaling import choose_scaling
 from .solvers import SolverResult, hals_rules, supports
-from .updates import HALSRule, HALSStatistics, MUStatistics, multiplicative_step
 from .validation import as_tensor
 from .weights import weighted_data
 
@@ -198,12 +198,12 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
         divergence = float(chosen.objective(layout, W, H, beta=beta, eps_r=eps_r))
         return divergence, divergence + float(penalties.value(W, H))
 
-    problems = []
+    problems, mean = [], float(init_data.mean(dtype=torch.float64)) if _resume is None else None
     for (k, r), seed in seeds.items():
         if _resume is not None:  # _restore fills every problem from the checkpoint: no start to draw or evaluate
             problems.append(_Problem(k, r, None, None, [], 0.0))
             continue
-        W, H = initialize(init_data, k, "random", seed, factor_dtype)
+        W, H = initialize(init_data, k, "random", seed, factor_dtype, mean=mean)
         W, H = apply_factor_floor_(W), apply_factor_floor_(H)
         divergence, current = evaluate(W, H)
         problems.append(_Problem(k, r, W, H, [current], current, divergence=divergence))
@@ -234,6 +234,9 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
         start = _restore(_resume, problems, ensemble, factor_dtype, layout.device)
     stacked = beta == 2.0 and not isinstance(layout, WeightedMatrix)
     rules = _Rules(chosen, solver, beta, penalties, eps_r, layout)
+    if stacked:
+        itemsize = torch.empty((), dtype=factor_dtype).element_size()
+        batch = StackedBatch([p for p in problems if not p.done], budget // (2 * max(m, n) * itemsize))
     last_write = time.monotonic()
     try:
         for iteration in range(start + 1, max_iter + 1):
@@ -241,9 +244,7 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
             if not active:
                 break
             if stacked:
-                step = _stacked_mu_iteration if solver == "mu" else _stacked_iteration
-                for group in _groups(active, m, n, torch.empty((), dtype=factor_dtype).element_size(), budget):
-                    step(layout, rules, group)
+                batch.iteration(layout, rules, solver)
             else:
                 for problem in active:
                     problem.W, problem.H = layout.iteration(rules.w(problem.k), rules.h(problem.k), problem.W,
@@ -266,6 +267,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
                 problem.previous = current
                 if iteration == max_iter:
                     finish(problem)
+            if stacked:
+                batch.compact()
             if (checkpoint is not None and iteration % check_every == 0 and iteration != max_iter
                     and time.monotonic() - last_write >= checkpoint_every):
                 write_ensemble_checkpoint(checkpoint, iteration=iteration, options=options, fingerprint=fingerprint,
@@ -346,82 +349,4 @@ class _Rules:
 
     def h(self, k):
         return self._make(k)[1]
-
-
-def _groups(active, m, n, itemsize, budget):
-    """Consecutive groups of problems whose stacked rank Σk keeps the stacked products (Σk·(m+n) values)
-    within ``budget`` bytes (at least one problem per group)."""
-    limit = max(1, budget // max(1, (m + n) * itemsize))
-    group, rank = [], 0
-    for problem in active:
-        if group and rank + problem.k > limit:
-            yield group
-            group, rank = [], 0
-        group.append(problem)
-        rank += problem.k
-    if group:
-        yield group
-
-
-def _split(product, problems):
-    """Rows of a stacked (Σk × b) product, one block per problem."""
-    return product.split([p.k for p in problems], dim=0)
-
-
-def _apply(rule, factor_t, numerator, gram):
-    statistics = (HALSStatistics(numerator, gram) if isinstance(rule, HALSRule)
-                  else MUStatistics(numerator, gram=gram))
-    return rule.apply(factor_t, statistics)[0]
-
-
-def _stacked_mu_iteration(X, rules, problems):
-    """One Frobenius MU iteration of every problem: one stacked X product per half-update, and the Grams and
-    steps of all problems of one rank as batched (bmm, elementwise) operations — the same arithmetic as each
-    single fit's ``MURule.apply`` (``multiplicative_step`` with the denominator ``(LLᵀ)R``)."""
-    by_rank: dict = {}
-    for problem in problems:
-        by_rank.setdefault(problem.k, []).append(problem)
-    ordered = [problem for group in by_rank.values() for problem in group]
-
-    def store_w(problem, W_t):
-        problem.W = W_t.T
-
-    def store_h(problem, H):
-        problem.H = H
-
-    # W: numerators H_i Xᵀ, Grams H_i H_iᵀ, updating W_iᵀ; then H: numerators W_iᵀ X, Grams W_iᵀ W_i.
-    _batched_steps(X.T.wt_x(torch.cat([p.H for p in ordered]).T), by_rank, lambda p: p.H, lambda p: p.W.T,
-                   rules.w, store_w)
-    _batched_steps(X.wt_x(torch.cat([p.W for p in ordered], dim=1)), by_rank, lambda p: p.W.T, lambda p: p.H,
-                   rules.h, store_h)
-
-
-def _batched_steps(numerators, by_rank, left, right, rule_of, store):
-    """For each rank's group: the MU step of the right factors R_i (k×c) with the numerators (rows of the stacked
-    product, in group order) and the denominators ``(L_i L_iᵀ) R_i``, L_i the other factor (k×b)."""
-    offset, width = 0, numerators.shape[1]
-    for k, group in by_rank.items():
-        numerator = numerators[offset:offset + len(group) * k].reshape(len(group), k, width)
-        offset += len(group) * k
-        L = torch.stack([left(p) for p in group])
-        R = torch.stack([right(p) for p in group])
-        rule = rule_of(k)
-        new = multiplicative_step(numerator, torch.bmm(torch.bmm(L, L.transpose(1, 2)), R), R, beta=2.0,
-                                  l1=rule.l1, l2=rule.l2)
-        for problem, value in zip(group, new.unbind(0)):
-            store(problem, value)
-
-
-def _stacked_iteration(X, rules, problems):
-    """One Frobenius iteration (W then H) of every problem, with one stacked X product per half-update."""
-    H_stack = torch.cat([p.H for p in problems])  # Σk × n
-    numerators = _split(X.T.wt_x(H_stack.T), problems)  # H_i Xᵀ: the W updates' numerators (k_i × m)
-    for problem, numerator in zip(problems, numerators):
-        gram = problem.H @ problem.H.T
-        problem.W = _apply(rules.w(problem.k), problem.W.T, numerator, gram).T
-    W_stack = torch.cat([p.W for p in problems], dim=1)  # m × Σk
-    numerators = _split(X.wt_x(W_stack), problems)  # W_iᵀ X (k_i × n)
-    for problem, numerator in zip(problems, numerators):
-        gram = problem.W.T @ problem.W
-        problem.H = _apply(rules.h(problem.k), problem.H, numerator, gram)
 

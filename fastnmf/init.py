@@ -41,8 +41,9 @@ def random_start(shape: tuple[int, int], mean: float, k: int, random_state):
     return W, H
 
 
-def _random(X, k, dtype, random_state):
-    W, H = random_start(tuple(X.shape), float(X.mean(dtype=torch.float64)), k, random_state)
+def _random(X, k, dtype, random_state, mean=None):
+    mean = float(X.mean(dtype=torch.float64)) if mean is None else mean
+    W, H = random_start(tuple(X.shape), mean, k, random_state)
     return _to_torch(W, X, dtype), _to_torch(H, X, dtype)
 
 
@@ -96,10 +97,11 @@ def _nndsvd(X, k, dtype, random_state, variant):
     return W.to(dtype), H.to(dtype)
 
 
-def initialize(X: torch.Tensor, n_components: int, init: str, random_state, dtype: torch.dtype):
-    """Return ``(W, H)`` of shapes (m×k), (k×n) in ``dtype`` on X's device (before the factor floor)."""
+def initialize(X: torch.Tensor, n_components: int, init: str, random_state, dtype: torch.dtype, *, mean=None):
+    """Return ``(W, H)`` of shapes (m×k), (k×n) in ``dtype`` on X's device (before the factor floor).
+    ``mean``: X's mean when the caller has it (an ensemble draws many random starts from one X)."""
     if init == "random":
-        return _random(X, n_components, dtype, random_state)
+        return _random(X, n_components, dtype, random_state, mean)
     if init in ("nndsvd", "nndsvda", "nndsvdar"):
         if n_components > min(X.shape):
             raise ValueError(

@@ -22,10 +22,10 @@ import torch
 
 from .layouts.base import accumulate_columns
 from .losses import mu_exponent
-from .safeguard import apply_factor_floor_, factor_floor, hals_step_sizes, safe_ratio
+from .safeguard import apply_factor_floor_, denominator_floor, factor_floor, hals_step_sizes, safe_ratio
 
 __all__ = [
-    "beta_terms", "multiplicative_step", "MUStatistics", "MURule", "HALSStatistics", "HALSRule", "hals_sweeps_",
+    "beta_terms", "multiplicative_step", "multiplicative_step_", "MUStatistics", "MURule", "HALSStatistics", "HALSRule", "hals_sweeps_",
     "hals_fit",
 ]
 
@@ -57,6 +57,21 @@ def multiplicative_step(numerator, denominator, H, *, beta: float, l1: float, l2
     if gamma != 1.0:
         ratio.pow_(gamma)
     return apply_factor_floor_(ratio.mul_(H))
+
+
+def multiplicative_step_(numerator, denominator, H, *, beta: float, l1: float, l2: float) -> torch.Tensor:
+    """:func:`multiplicative_step` into ``H`` (returned), consuming ``numerator`` and ``denominator`` (both
+    overwritten): the same arithmetic, no temporaries — for callers that own those buffers (the stacked
+    batch of ``fastnmf.ensemble_stacked``)."""
+    if l1:
+        denominator.add_(l1)
+    if l2:
+        denominator.add_(l2 * H)
+    ratio = numerator.div_(denominator.clamp_min_(denominator_floor(numerator.dtype)))
+    gamma = mu_exponent(beta)
+    if gamma != 1.0:
+        ratio.pow_(gamma)
+    return apply_factor_floor_(H.mul_(ratio))
 
 
 def _add(a, b):
