@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensemble:
         from . import ensemble
 
-        ensemble.run(out=args.out, table=args.table)
+        ensemble.run(out=args.out, table=args.table, wait_quiet_s=args.wait_quiet)
         return 0
     if args.streaming:
         from . import streaming

@@ -1,9 +1,10 @@
 """``python -m bench --ensemble``: R replicates × a range of k, batched against one after another.
 
-The same problems three ways, all MU from random starts with the same tol and max_iter: ``fastnmf.fit_ensemble``
-(batched: for Frobenius one stacked product with X per half-update), the same fits one after another through
-``fastnmf.non_negative_factorization``, and scikit-learn's ``NMF`` one after another (what cNMF does); fits per
-second, total time, and the time to a consensus at every k (``fastnmf.consensus`` on the batched ensemble).
+The same problems three ways, from random starts with the same tol and max_iter, for Frobenius MU, Frobenius
+HALS and KL MU: ``fastnmf.fit_ensemble`` (batched: for Frobenius one stacked product with X per half-update), the
+same fits one after another through ``fastnmf.non_negative_factorization``, and scikit-learn's ``NMF`` one after
+another (what cNMF does; its coordinate descent beside HALS); fits per second, total time, the final losses
+against scikit-learn's, and the time to a consensus at every k (``fastnmf.consensus`` on the batched ensemble).
 """
 
 from __future__ import annotations
@@ -28,28 +29,37 @@ def _data(shape, seed=0):
     return X
 
 
+# (β, solver in fastnmf, scikit-learn's solver): HALS is compared with scikit-learn's coordinate descent.
+ROWS = ((2.0, "mu", "mu"), (2.0, "hals", "cd"), (1.0, "mu", "mu"))
+
+
 def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=1e-4, out=None, table=None,
-        betas=(2.0, 1.0)) -> list[dict]:
+        rows=ROWS, wait_quiet_s=0.0) -> list[dict]:
     import torch
     from sklearn.decomposition import NMF as SklearnNMF
 
     import fastnmf
 
     from .environment import describe
+    from .machine import wait_until_quiet
 
     X = _data(shape)
+    waited = wait_until_quiet(wait_quiet_s) if wait_quiet_s > 0 else 0.0
+    environment = describe(torch.device("cpu"))  # the load average before anything runs
     with warnings.catch_warnings():  # warm-up: thread pools, first allocations (the first timing was 1.7× slow)
         warnings.simplefilter("ignore")
         fastnmf.fit_ensemble(X, [ks[0]], 2, max_iter=20, random_state=0)
         SklearnNMF(ks[0], init="random", random_state=0, max_iter=20).fit(X)
     records = []
     fits = len(ks) * replicates
-    for beta in betas:
-        options = dict(beta_loss=beta, solver="mu", tol=tol, max_iter=max_iter)
+    for beta, solver, sklearn_solver in rows:
+        options = dict(beta_loss=beta, tol=tol, max_iter=max_iter)
+        # The batch runs plain HALS (fit_ensemble's docstring): the single fits too, for the same fits.
+        single = dict(solver=solver, extrapolate=False) if solver == "hals" else dict(solver=solver)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start = time.perf_counter()
-            ensemble = fastnmf.fit_ensemble(X, list(ks), replicates, random_state=0, **options)
+            ensemble = fastnmf.fit_ensemble(X, list(ks), replicates, random_state=0, solver=solver, **options)
             batched = time.perf_counter() - start
             start = time.perf_counter()
             for k in ks:
@@ -59,19 +69,26 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
             for k in ks:
                 for r in range(replicates):
                     fastnmf.non_negative_factorization(X, n_components=k, init="random", backend="torch",
-                                                       random_state=fastnmf.replicate_seed(0, k, r), **options)
+                                                       random_state=fastnmf.replicate_seed(0, k, r), **single,
+                                                       **options)
             sequential = time.perf_counter() - start
+            sklearn_losses = {}
             start = time.perf_counter()
             for k in ks:
                 for r in range(replicates):
-                    SklearnNMF(k, init="random", random_state=fastnmf.replicate_seed(0, k, r), **options).fit(X)
+                    model = SklearnNMF(k, init="random", random_state=fastnmf.replicate_seed(0, k, r),
+                                       solver=sklearn_solver, **options).fit(X)
+                    sklearn_losses[(k, r)] = 0.5 * model.reconstruction_err_ ** 2  # err = sqrt(2·D_β)
             sklearn = time.perf_counter() - start
-        records.append(dict(beta=beta, shape=list(shape), ks=list(ks), replicates=replicates, fits=fits,
-                            batched_s=batched, sequential_s=sequential, sklearn_s=sklearn, consensus_s=consensus,
-                            mean_n_iter=float(np.mean([ensemble.n_iter(k, r) for k, r in ensemble.finished])),
-                            torch_threads=torch.get_num_threads()))
-        print(f"[bench] ensemble β={beta:g} done", flush=True)
-    environment = describe(torch.device("cpu"))
+        finished = ensemble.finished
+        records.append(dict(beta=beta, solver=solver, sklearn_solver=sklearn_solver, shape=list(shape), ks=list(ks),
+                            replicates=replicates, fits=fits, batched_s=batched, sequential_s=sequential,
+                            sklearn_s=sklearn, consensus_s=consensus,
+                            mean_n_iter=float(np.mean([ensemble.n_iter(k, r) for k, r in finished])),
+                            loss_vs_sklearn=float(np.mean([ensemble.loss(k, r) / sklearn_losses[(k, r)]
+                                                           for k, r in finished])),
+                            torch_threads=torch.get_num_threads(), waited_for_quiet_s=waited))
+        print(f"[bench] ensemble β={beta:g} {solver} done", flush=True)
     text = markdown(records, environment)
     print(text)
     if out:
@@ -91,16 +108,30 @@ def markdown(records, environment) -> str:
         "",
         f"{e['cpu']}, {os.cpu_count()} cores, torch threads {e['torch_threads']}, {e['timestamp']}, git "
         f"{str(e['git_sha'])[:10]}{' (uncommitted changes)' if e['git_dirty_files'] else ''}, load average at start "
-        f"{e['load_average_at_start']}. MU from random starts, each fit with its own tol test.",
+        f"{e['load_average_at_start']}{_waited(records)}. Random starts, each fit with its own tol test; one by one = "
+        "the same fits through `fastnmf.non_negative_factorization` (HALS: `extrapolate=False`, as the batch); "
+        "scikit-learn = its `NMF` one by one with the solver shown (what cNMF does with `mu`); loss vs "
+        "scikit-learn = mean over the fits of the batched final objective over scikit-learn's.",
         "",
-        "| β | X | k | replicates | fits | mean n_iter | batched s (fits/s) | one by one s | scikit-learn s | "
-        "batched vs one by one | batched vs scikit-learn | consensus at every k, s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| β | solver (scikit-learn's) | X | k | replicates | fits | mean n_iter | batched s (fits/s) | one by one s | "
+        "scikit-learn s | batched vs one by one | batched vs scikit-learn | loss vs scikit-learn | "
+        "consensus at every k, s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
-            f"| {r['beta']:g} | {r['shape'][0]}×{r['shape'][1]} float32 | {r['ks'][0]}–{r['ks'][-1]} | {r['replicates']} | "
+            f"| {r['beta']:g} | {r.get('solver', 'mu')} ({r.get('sklearn_solver', 'mu')}) | "
+            f"{r['shape'][0]}×{r['shape'][1]} float32 | {r['ks'][0]}–{r['ks'][-1]} | {r['replicates']} | "
             f"{r['fits']} | {r['mean_n_iter']:.0f} | {r['batched_s']:.1f} ({r['fits'] / r['batched_s']:.1f}) | "
             f"{r['sequential_s']:.1f} | {r['sklearn_s']:.1f} | {r['sequential_s'] / r['batched_s']:.2f}× | "
-            f"{r['sklearn_s'] / r['batched_s']:.2f}× | {r['consensus_s']:.1f} |")
+            f"{r['sklearn_s'] / r['batched_s']:.2f}× | {_ratio(r.get('loss_vs_sklearn'))} | {r['consensus_s']:.1f} |")
     return "\n".join(lines)
+
+
+def _ratio(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _waited(records) -> str:
+    waited = max((r.get("waited_for_quiet_s", 0.0) for r in records), default=0.0)
+    return f" (after waiting {waited:.0f} s for a quiet machine)" if waited else ""

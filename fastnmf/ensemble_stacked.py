@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .layouts import DenseMatrix
-from .updates import HALSStatistics, multiplicative_step_
+from .updates import HALSRule, HALSStatistics, hals_batched_sweeps_, multiplicative_step_
 
 __all__ = ["StackedBatch"]
 
@@ -104,7 +104,13 @@ class StackedBatch:
             L = left[start:start + k * count].view(count, k, -1)
             grams = torch.bmm(L, L.transpose(1, 2))
             rule = rule_of(k)
-            for i in range(count):
+            if type(rule) is HALSRule:  # the torch rule: all of this rank's sweeps at once, on the stack
+                local = slice(start - first, start - first + k * count)
+                hals_batched_sweeps_(right[start:start + k * count].view(count, k, -1),
+                                     numerator[local].view(count, k, -1), grams, l1=rule.l1, l2=rule.l2,
+                                     max_sweeps=rule.max_sweeps, delta=rule.delta)
+                continue
+            for i in range(count):  # a backend's own rule (a fused kernel), problem by problem
                 rows = slice(start + i * k, start + (i + 1) * k)
                 local = slice(rows.start - first, rows.stop - first)
                 right[rows] = rule.apply(right[rows], HALSStatistics(numerator[local], grams[i]))[0]

@@ -81,12 +81,14 @@ def apply_factor_floor_(factor: torch.Tensor) -> torch.Tensor:
 
 
 def hals_step_sizes(gram: torch.Tensor, l2: float) -> torch.Tensor:
-    """``1 / (B_jj + l2)`` for each rank-one term of HALS, and 0 (no update) for numerically zero terms."""
-    curvature = gram.diagonal() + l2
+    """``1 / (B_jj + l2)`` for each rank-one term of HALS, and 0 (no update) for numerically zero terms.
+    A batch of Grams (b×k×k) gives b×k steps, each problem's zero test against its own largest term."""
+    curvature = gram.diagonal(dim1=-2, dim2=-1) + l2
     if curvature.numel() == 0:
         return curvature.clone()
     # On the device, no host synchronisation: the fused HALS sweep reads the steps from memory.
-    threshold = (_finfo(gram.dtype).eps * curvature.max()).clamp_min(denominator_floor(gram.dtype))
+    largest = curvature.amax(dim=-1, keepdim=True)
+    threshold = (_finfo(gram.dtype).eps * largest).clamp_min(denominator_floor(gram.dtype))
     degenerate = curvature <= threshold
     return torch.where(degenerate, torch.zeros_like(curvature), curvature.reciprocal())
 

@@ -26,7 +26,7 @@ from .safeguard import apply_factor_floor_, denominator_floor, factor_floor, hal
 
 __all__ = [
     "beta_terms", "multiplicative_step", "multiplicative_step_", "MUStatistics", "MURule", "HALSStatistics", "HALSRule", "hals_sweeps_",
-    "hals_fit",
+    "hals_batched_sweeps_", "hals_fit",
 ]
 
 
@@ -200,6 +200,39 @@ def hals_sweeps_(
             return sweep
     return max_sweeps
 
+
+def hals_batched_sweeps_(
+    H: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, l1: float = 0.0, l2: float = 0.0,
+    max_sweeps: int = 1, delta: float = 0.1,
+) -> None:
+    """:func:`hals_sweeps_` for a batch of independent problems of one rank, in place: H and A are b×k×c, B is
+    b×k×k. Each problem ends with the values it has swept alone — the early stop is per column, so a problem
+    whose columns have all stopped keeps its values while the others go on — with one launch per row for
+    the whole batch instead of one per problem (fit_ensemble's HALS: the sweeps are launch-bound at small k).
+    Rows of numerically zero terms get a zero step, which leaves them as they are."""
+    floor = factor_floor(H.dtype)
+    steps = hals_step_sizes(B, l2).unsqueeze(-1)  # b×k×1
+    if l2:
+        B = B + l2 * torch.eye(B.shape[-1], dtype=B.dtype, device=B.device)
+    if l1:
+        A = A - l1
+    first_change = active = None
+    for _ in range(max_sweeps):
+        before = H.clone() if max_sweeps > 1 else None
+        for j in range(H.shape[1]):
+            row = H[:, j:j + 1]
+            gradient = torch.baddbmm(A[:, j:j + 1], B[:, j:j + 1], H, beta=-1.0)  # (B'H)_j − A'_j
+            row.sub_(gradient.mul_(steps[:, j:j + 1])).clamp_min_(floor)
+        if before is None:
+            return
+        change = torch.sum((H - before).square(), dim=1, dtype=torch.float64)  # b×c: per column
+        if first_change is None:
+            first_change, active = change, torch.ones_like(change, dtype=torch.bool)
+            continue
+        H.copy_(torch.where(active.unsqueeze(1), H, before))  # columns stopped earlier keep their values
+        active &= change > delta * delta * first_change
+        if not bool(active.any()):
+            return
 
 def hals_fit(statistics: HALSStatistics, H_new: torch.Tensor) -> torch.Tensor:
     """``−⟨A, H_new⟩ + ½⟨B, H_new H_newᵀ⟩`` (float64) = ``½‖X − W H_new‖² − ½‖X‖²``: the objective of the

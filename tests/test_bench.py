@@ -275,3 +275,20 @@ def test_distributed_benchmark_counts_the_formula(tmp_path):
         assert payload["all_gather"] + payload["reduce_scatter"] == record["expected_bytes_per_iter"]
         assert math.isfinite(record["ms_per_iter"]) and math.isfinite(record["single_process_ms_per_iter"])
     assert "| 2×1 | 2 | kl-mu |" in (tmp_path / "d.md").read_text()
+
+
+@pytest.mark.slow
+def test_ensemble_benchmark_compares_every_row_with_its_single_fits(tmp_path):
+    """``python -m bench --ensemble`` at a tiny size: Frobenius MU, HALS and KL MU rows, each batch against
+    the same fits one by one and scikit-learn's (its coordinate descent beside HALS), losses comparable."""
+    from bench import ensemble
+
+    out, table = tmp_path / "ensemble.jsonl", tmp_path / "ensemble.md"
+    records = ensemble.run(shape=(120, 40), ks=(2, 3), replicates=4, max_iter=40, out=str(out), table=str(table))
+    assert [(r["beta"], r["solver"], r["sklearn_solver"]) for r in records] == list(ensemble.ROWS)
+    for record in records:
+        assert record["fits"] == 8 and 1 <= record["mean_n_iter"] <= 40
+        assert 0.5 < record["loss_vs_sklearn"] < 2.0
+        assert min(record["batched_s"], record["sequential_s"], record["sklearn_s"]) > 0
+    assert len(out.read_text().splitlines()) == 3
+    assert "| 2 | hals (cd) | 120×40 float32 | 2–3 | 4 | 8 |" in table.read_text()

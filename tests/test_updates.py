@@ -8,8 +8,8 @@ from fastnmf import reference as ref
 from fastnmf.layouts import DenseMatrix
 from fastnmf.objective import objective
 from fastnmf.losses import beta_divergence
-from fastnmf.updates import HALSRule, MURule
-from fastnmf.safeguard import factor_floor, reconstruction_floor
+from fastnmf.updates import HALSRule, MURule, hals_batched_sweeps_, hals_sweeps_, multiplicative_step, multiplicative_step_
+from fastnmf.safeguard import factor_floor, hals_step_sizes, reconstruction_floor
 
 BETAS = [-1.2, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
 SHAPES = [(1, 1, 1), (17, 13, 4), (40, 9, 12), (5, 30, 20)]
@@ -92,3 +92,51 @@ def test_hals_fit_term_only_when_asked_for():
     assert torch.equal(H_plain, H_with)
     expected = float(beta_divergence(X, W @ H_with, 2.0)) - 0.5 * float((X * X).sum())
     assert float(fit) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_objective_of_float32_blocks_is_the_float64_sum_and_leaves_x_alone(dtype):
+    X, W, H = _problem(301, 47, 6, dtype, "cpu")
+    X_before = X.clone()
+    got = objective(DenseMatrix(X), W, H, beta=2.0, eps_r=0.0)
+    expected = 0.5 * ((X.double() - (W @ H).double()) ** 2).sum()
+    torch.testing.assert_close(got, expected, rtol=1e-7 if dtype == torch.float32 else 1e-13, atol=0)
+    assert torch.equal(X, X_before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("beta, l1, l2", [(2.0, 0.0, 0.0), (2.0, 0.3, 0.2), (1.0, 0.1, 0.0), (0.5, 0.0, 0.4)])
+def test_the_in_place_mu_step_is_multiplicative_step(dtype, beta, l1, l2):
+    g = torch.Generator().manual_seed(3)
+    numerator, denominator, H = (torch.rand(5, 11, generator=g, dtype=dtype) for _ in range(3))
+    denominator[0, 0] = 0.0  # the safeguarded division
+    expected = multiplicative_step(numerator, denominator, H, beta=beta, l1=l1, l2=l2)
+    H_in_place = H.clone()
+    returned = multiplicative_step_(numerator.clone(), denominator.clone(), H_in_place, beta=beta, l1=l1, l2=l2)
+    assert returned is H_in_place and torch.equal(H_in_place, expected)
+
+
+@pytest.mark.parametrize("max_sweeps", [1, 6])
+@pytest.mark.parametrize("l1, l2", [(0.0, 0.0), (0.05, 0.1)])
+def test_batched_hals_sweeps_give_each_problem_its_own_sweeps(max_sweeps, l1, l2):
+    problems = []
+    for seed in range(3):
+        X, W, H = _problem(30, 17, 4, torch.float64, "cpu", seed=seed)
+        if seed == 1:
+            W[:, 2] = 0.0  # a numerically zero term
+        problems.append((H, W.T @ X, W.T @ W))
+    alone = []
+    for H, A, B in problems:
+        H = H.clone()
+        hals_sweeps_(H, A, B, l1=l1, l2=l2, max_sweeps=max_sweeps, delta=0.3)
+        alone.append(H)
+    H, A, B = (torch.stack(parts) for parts in zip(*problems))
+    hals_batched_sweeps_(H, A, B, l1=l1, l2=l2, max_sweeps=max_sweeps, delta=0.3)
+    for batched, single in zip(H.unbind(0), alone):
+        torch.testing.assert_close(batched, single, rtol=1e-12, atol=1e-14)
+    steps = hals_step_sizes(B, l2)
+    assert steps.shape == (3, 4)
+    if not l2:  # without l2 the zero term has no curvature
+        assert steps[1, 2] == 0.0 and torch.equal(H[1, 2], problems[1][0][2])
+    torch.testing.assert_close(steps[0], hals_step_sizes(B[0], l2))
+
