@@ -40,13 +40,11 @@ def objective(X, W: torch.Tensor, H: torch.Tensor, *, beta: float, eps_r: float)
             x, r = x.double(), r.double()
         else:
             x = x.to(r.dtype)
+        if beta in (1.0, 2.0) and not X.implicit_zeros:
+            total += _divergence_sum_in_place(x, r, beta, eps_r, block.weight)
+            continue
         floored = r.clamp_min(eps_r) if beta < 2.0 and eps_r > 0.0 else r
-        if beta == 2.0 and not X.implicit_zeros:
-            # ½(r − x)² in place on the reconstruction (consumed, as in updates.beta_terms): no m×n
-            # temporaries, and the same values as divergence's ½(x − r)² (×½ is exact).
-            terms = r.sub_(x).square_().mul_(0.5)
-        else:
-            terms = divergence(x, floored, beta)
+        terms = divergence(x, floored, beta)
         if block.weight is not None:
             terms = terms * block.weight.to(terms.dtype)
         total += _sum_float64(terms)
@@ -67,4 +65,27 @@ def _sum_float64(terms: torch.Tensor) -> torch.Tensor:
     if terms.dtype == torch.float32 and terms.dim() == 2:
         return torch.sum(terms.sum(dim=-1), dtype=torch.float64)
     return torch.sum(terms, dtype=torch.float64)
+
+
+def _divergence_sum_in_place(x, r, beta: float, eps_r: float, weight) -> torch.Tensor:
+    """``Σ w·d_β(x | r)`` for β ∈ {1, 2} computed in place on the reconstruction r (consumed, as in
+    ``updates.beta_terms``), as float64. No m×n temporaries: each fresh one cost ~1 ms of page faults at
+    2000×500 on 2 cores, and torch's xlogy runs 6× slower than a log — the unweighted KL objective took 9.0
+    ms there, 3.1 ms this way. The values of ``losses.divergence`` up to the order of the sums."""
+    if beta == 2.0:
+        terms = r.sub_(x).square_().mul_(0.5)  # ½(r − x)² = ½(x − r)², and ×½ is exact
+    else:
+        if eps_r > 0.0:
+            r.clamp_min_(eps_r)
+        if weight is not None:
+            terms = divergence(x, r, beta)
+        else:
+            # x·log(x/r) − x, with x/r = 0 raised to 1 where x = 0 (xlogy's 0·log 0 = 0; adding the mask is 5×
+            # faster than masked_fill_), then + Σ r, which keeps the sum non-finite for a NaN or inf in r.
+            total_r = _sum_float64(r)
+            terms = torch.div(x, r, out=r).add_(x == 0).log_().mul_(x).sub_(x)
+            return total_r + _sum_float64(terms)
+    if weight is not None:
+        terms = terms.mul_(weight.to(terms.dtype))
+    return _sum_float64(terms)
 

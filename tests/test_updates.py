@@ -95,13 +95,19 @@ def test_hals_fit_term_only_when_asked_for():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_objective_of_float32_blocks_is_the_float64_sum_and_leaves_x_alone(dtype):
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_the_in_place_objective_is_the_float64_sum_of_the_formula_and_leaves_x_alone(dtype, beta):
     X, W, H = _problem(301, 47, 6, dtype, "cpu")
+    X[X < 0.3] = 0.0  # KL's 0·log 0 = 0
     X_before = X.clone()
-    got = objective(DenseMatrix(X), W, H, beta=2.0, eps_r=0.0)
-    expected = 0.5 * ((X.double() - (W @ H).double()) ** 2).sum()
+    got = objective(DenseMatrix(X), W, H, beta=beta, eps_r=1e-9)
+    expected = beta_divergence(X.double(), (W @ H).double(), beta, eps_r=1e-9)
     torch.testing.assert_close(got, expected, rtol=1e-7 if dtype == torch.float32 else 1e-13, atol=0)
     assert torch.equal(X, X_before)
+    W[3, 2] = float("nan")
+    assert torch.isnan(objective(DenseMatrix(X), W, H, beta=beta, eps_r=1e-9))
+    W[3, 2] = float("inf")
+    assert not torch.isfinite(objective(DenseMatrix(X), W, H, beta=beta, eps_r=1e-9))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
