@@ -34,7 +34,9 @@ ROWS = ((2.0, "mu", "mu"), (2.0, "hals", "cd"), (1.0, "mu", "mu"))
 
 
 def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=1e-4, out=None, table=None,
-        rows=ROWS, wait_quiet_s=0.0) -> list[dict]:
+        rows=ROWS, wait_quiet_s=0.0, repeats=2) -> list[dict]:
+    """Each row's three timings ``repeats`` times, interleaved, keeping the fastest of each: this 2-core VM
+    drifts by up to 1.8× over minutes (the same scikit-learn KL loop took 30 s and 54 s in two runs)."""
     import torch
     from sklearn.decomposition import NMF as SklearnNMF
 
@@ -52,42 +54,47 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
         SklearnNMF(ks[0], init="random", random_state=0, max_iter=20).fit(X)
     records = []
     fits = len(ks) * replicates
+    pairs = [(k, r) for k in ks for r in range(replicates)]
     for beta, solver, sklearn_solver in rows:
         options = dict(beta_loss=beta, tol=tol, max_iter=max_iter)
         # The batch runs plain HALS (fit_ensemble's docstring): the single fits too, for the same fits.
         single = dict(solver=solver, extrapolate=False) if solver == "hals" else dict(solver=solver)
+
+        def batched():
+            return fastnmf.fit_ensemble(X, list(ks), replicates, random_state=0, solver=solver, **options)
+
+        def one_by_one():
+            for k, r in pairs:
+                fastnmf.non_negative_factorization(X, n_components=k, init="random", backend="torch",
+                                                   random_state=fastnmf.replicate_seed(0, k, r), **single, **options)
+
+        def sklearn():  # err = sqrt(2·D_β): the final objectives
+            return {(k, r): 0.5 * SklearnNMF(k, init="random", random_state=fastnmf.replicate_seed(0, k, r),
+                                             solver=sklearn_solver, **options).fit(X).reconstruction_err_ ** 2
+                    for k, r in pairs}
+
+        times = {"batched": [], "sequential": [], "sklearn": []}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            start = time.perf_counter()
-            ensemble = fastnmf.fit_ensemble(X, list(ks), replicates, random_state=0, solver=solver, **options)
-            batched = time.perf_counter() - start
+            for _ in range(repeats):
+                ensemble, seconds = _timed(batched)
+                times["batched"].append(seconds)
+                times["sequential"].append(_timed(one_by_one)[1])
+                sklearn_losses, seconds = _timed(sklearn)
+                times["sklearn"].append(seconds)
             start = time.perf_counter()
             for k in ks:
                 fastnmf.consensus(ensemble, k)
             consensus = time.perf_counter() - start
-            start = time.perf_counter()
-            for k in ks:
-                for r in range(replicates):
-                    fastnmf.non_negative_factorization(X, n_components=k, init="random", backend="torch",
-                                                       random_state=fastnmf.replicate_seed(0, k, r), **single,
-                                                       **options)
-            sequential = time.perf_counter() - start
-            sklearn_losses = {}
-            start = time.perf_counter()
-            for k in ks:
-                for r in range(replicates):
-                    model = SklearnNMF(k, init="random", random_state=fastnmf.replicate_seed(0, k, r),
-                                       solver=sklearn_solver, **options).fit(X)
-                    sklearn_losses[(k, r)] = 0.5 * model.reconstruction_err_ ** 2  # err = sqrt(2·D_β)
-            sklearn = time.perf_counter() - start
         finished = ensemble.finished
         records.append(dict(beta=beta, solver=solver, sklearn_solver=sklearn_solver, shape=list(shape), ks=list(ks),
-                            replicates=replicates, fits=fits, batched_s=batched, sequential_s=sequential,
-                            sklearn_s=sklearn, consensus_s=consensus,
+                            replicates=replicates, fits=fits, batched_s=min(times["batched"]),
+                            sequential_s=min(times["sequential"]), sklearn_s=min(times["sklearn"]),
+                            all_times_s=times, consensus_s=consensus,
                             mean_n_iter=float(np.mean([ensemble.n_iter(k, r) for k, r in finished])),
                             loss_vs_sklearn=float(np.mean([ensemble.loss(k, r) / sklearn_losses[(k, r)]
                                                            for k, r in finished])),
-                            torch_threads=torch.get_num_threads(), waited_for_quiet_s=waited))
+                            torch_threads=torch.get_num_threads(), waited_for_quiet_s=waited, repeats=repeats))
         print(f"[bench] ensemble β={beta:g} {solver} done", flush=True)
     text = markdown(records, environment)
     print(text)
@@ -101,6 +108,12 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
     return records
 
 
+def _timed(function):
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
 def markdown(records, environment) -> str:
     e = environment
     lines = [
@@ -108,7 +121,8 @@ def markdown(records, environment) -> str:
         "",
         f"{e['cpu']}, {os.cpu_count()} cores, torch threads {e['torch_threads']}, {e['timestamp']}, git "
         f"{str(e['git_sha'])[:10]}{' (uncommitted changes)' if e['git_dirty_files'] else ''}, load average at start "
-        f"{e['load_average_at_start']}{_waited(records)}. Random starts, each fit with its own tol test; one by one = "
+        f"{e['load_average_at_start']}{_waited(records)}; each time the fastest of {_repeats(records)} interleaved "
+        "runs. Random starts, each fit with its own tol test; one by one = "
         "the same fits through `fastnmf.non_negative_factorization` (HALS: `extrapolate=False`, as the batch); "
         "scikit-learn = its `NMF` one by one with the solver shown (what cNMF does with `mu`); loss vs "
         "scikit-learn = mean over the fits of the batched final objective over scikit-learn's.",
@@ -130,6 +144,10 @@ def markdown(records, environment) -> str:
 
 def _ratio(value) -> str:
     return "–" if value is None else f"{value:.4f}"
+
+
+def _repeats(records) -> int:
+    return records[0].get("repeats", 1) if records else 1
 
 
 def _waited(records) -> str:

@@ -284,7 +284,8 @@ def test_ensemble_benchmark_compares_every_row_with_its_single_fits(tmp_path):
     from bench import ensemble
 
     out, table = tmp_path / "ensemble.jsonl", tmp_path / "ensemble.md"
-    records = ensemble.run(shape=(120, 40), ks=(2, 3), replicates=4, max_iter=40, out=str(out), table=str(table))
+    records = ensemble.run(shape=(120, 40), ks=(2, 3), replicates=4, max_iter=40, out=str(out), table=str(table),
+                           repeats=1)
     assert [(r["beta"], r["solver"], r["sklearn_solver"]) for r in records] == list(ensemble.ROWS)
     for record in records:
         assert record["fits"] == 8 and 1 <= record["mean_n_iter"] <= 40
