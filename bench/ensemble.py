@@ -127,7 +127,8 @@ def markdown(records, environment) -> str:
         "scikit-learn = its `NMF` one by one with the solver shown (what cNMF does with `mu`); loss vs "
         "scikit-learn = mean over the fits of the batched final objective over scikit-learn's.",
         "",
-        "| β | solver (scikit-learn's) | X | k | replicates | fits | mean n_iter | batched s (fits/s) | one by one s | "
+        "| β | solver (scikit-learn's) | X | k | replicates | fits | mean n_iter | batched s (fits/s) | "
+        "one by one s | "
         "scikit-learn s | batched vs one by one | batched vs scikit-learn | loss vs scikit-learn | "
         "consensus at every k, s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -3,11 +3,11 @@
 Every problem (k, r) is the single fit ``non_negative_factorization(X, n_components=k, init="random",
 random_state=replicate_seed(random_state, k, r), ...)``: the same start, the same rules, the same stopping test
 on its own objective (``tol`` every ``check_every`` iterations), after which it is frozen and leaves the batch.
-What is shared is the pass over X: for the unweighted Frobenius loss (MU and HALS) the statistics of all
-active problems are one product with the stacked factors (``[W₁ … W_B]ᵀX`` and ``X[H₁; …; H_B]ᵀ``) — one pass
-over X per half-iteration for the whole batch, split into groups whose stacked rank keeps the temporaries
-within ``memory_budget`` — and MU's Grams and steps of all problems of one rank are batched (bmm); every other β needs each problem's own reconstruction and runs the problems' updates
-one after another on the same layout. A problem whose objective turns non-finite is dropped and reported;
+What is shared is the pass over X: for the unweighted Frobenius loss (MU and HALS) the running problems' factors
+are rows of two stacked tensors and every half-update is one product with X for the whole batch, split into
+groups whose buffers stay within ``memory_budget``, with each rank's Grams and steps batched
+(``fastnmf.ensemble_stacked``); every other β needs each problem's own reconstruction and runs the problems'
+updates one after another on the same layout. A problem whose objective turns non-finite is dropped and reported;
 Ctrl-C raises :class:`EnsembleInterrupted` carrying the problems finished so far.
 """
 
@@ -144,7 +144,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     check_every=..., weights=...)`` run alone: the same ``n_iter`` and the same factors (float64: to
     round-off). ``solver``: "mu" (any β) or "hals" (Frobenius; plain accelerated HALS, i.e. the single fit with
     ``extrapolate=False``: the batch does not extrapolate). ``keep_W=False`` keeps only the H of each fit.
-    ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the stacked products of a group of problems.
+    ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the buffers of the stacked products of a group of
+    problems (Frobenius: ``2 · Σk · max(m, n)`` values).
     ``skip``: (k, r) pairs not to fit (a resumed run that has them already); ``on_finish(k, r, result)`` is
     called as each problem finishes (result in X's units, torch tensors), e.g. to write it to disk.
     ``checkpoint``: a path; the whole batch is written there atomically at an objective check at most every

@@ -1,12 +1,14 @@
 """The Frobenius batch of ``fit_ensemble``: the factors of every running problem as rows of two stacked tensors.
 
-Problem i's Wᵢᵀ (kᵢ×m) and Hᵢ (kᵢ×n) are consecutive rows of ``Wt`` (Σk×m) and ``H`` (Σk×n), problems ordered
-by rank, and ``problem.W``/``problem.H`` are views of them. A half-update is then one product with X for the
-whole group (``H Xᵀ`` or ``Wᵀ X``, written row-major into a buffer the batch owns), each rank's Grams and MU
-denominators one ``bmm`` on views of the stacks, and the MU step one in-place pass per rank — nothing
-concatenated or copied per iteration. (Concatenating the factors at every half-update, and multiplying with
-a transposed product, took ~40 % of an iteration at 2000×500, R = 20 × k ∈ 5…9 on 2 cores.) A problem that
-finishes or fails leaves at the next :meth:`StackedBatch.compact`; its finisher copies its factors out first
+Problem i's Wᵢᵀ (kᵢ×m) and Hᵢ (kᵢ×n) are consecutive rows of ``Wt`` (Σk×m) and ``H`` (Σk×n), problems
+ordered by rank, and ``problem.W``/``problem.H`` are views of them. A half-update is then one product with X
+for the whole group (``H Xᵀ`` or ``Wᵀ X``, written row-major into a buffer the batch owns), each rank's
+Grams one ``bmm`` on views of the stacks, and the step of a rank's problems one batched operation: MU's
+denominators a ``bmm`` and its step in place (``updates.multiplicative_step_``), HALS's sweeps
+``updates.hals_batched_sweeps_`` — nothing concatenated or copied per iteration. (Concatenating the factors
+at every half-update and stepping on a transposed product took ~40 % of an MU iteration at 2000×500,
+R = 20 × k ∈ 5…9 on 2 cores; HALS problem by problem, a third of its time.) A problem that finishes or fails
+leaves at the next :meth:`StackedBatch.compact`; its finisher copies its factors out first
 (``safeguard.exact_zeros`` clones).
 """
 

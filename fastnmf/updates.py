@@ -25,8 +25,8 @@ from .losses import mu_exponent
 from .safeguard import apply_factor_floor_, denominator_floor, factor_floor, hals_step_sizes, safe_ratio
 
 __all__ = [
-    "beta_terms", "multiplicative_step", "multiplicative_step_", "MUStatistics", "MURule", "HALSStatistics", "HALSRule", "hals_sweeps_",
-    "hals_batched_sweeps_", "hals_fit",
+    "beta_terms", "multiplicative_step", "multiplicative_step_", "MUStatistics", "MURule", "HALSStatistics",
+    "HALSRule", "hals_sweeps_", "hals_batched_sweeps_", "hals_fit",
 ]
 
 

@@ -8,7 +8,8 @@ from fastnmf import reference as ref
 from fastnmf.layouts import DenseMatrix
 from fastnmf.objective import objective
 from fastnmf.losses import beta_divergence
-from fastnmf.updates import HALSRule, MURule, hals_batched_sweeps_, hals_sweeps_, multiplicative_step, multiplicative_step_
+from fastnmf.updates import (HALSRule, MURule, hals_batched_sweeps_, hals_sweeps_, multiplicative_step,
+                             multiplicative_step_)
 from fastnmf.safeguard import factor_floor, hals_step_sizes, reconstruction_floor
 
 BETAS = [-1.2, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
