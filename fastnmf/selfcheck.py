@@ -61,9 +61,10 @@ class FitCase:
     max_iter: int
     seed: int
     backend: str = "torch"
+    precision: str = "auto"
 
 
-def fit_cases(backends=("torch",), containers=CONTAINERS, max_side=12):
+def fit_cases(backends=("torch",), containers=CONTAINERS, max_side=12, precisions=("auto",)):
     """The hypothesis strategy of :class:`FitCase`."""
     from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ def fit_cases(backends=("torch",), containers=CONTAINERS, max_side=12):
             beta_loss=draw(st.sampled_from(BETAS)), solver=draw(st.sampled_from(SOLVERS)),
             init=draw(st.sampled_from(INITS)), max_iter=draw(st.integers(1, 15)),
             seed=draw(st.integers(0, 2**31 - 1)), backend=draw(st.sampled_from(backends)),
+            precision=draw(st.sampled_from(precisions)),
         )
 
     return draw_case()
@@ -160,14 +162,15 @@ def check_case(case: FitCase) -> str:
     X = build_data(case)
     before = _snapshot(X)
     error_type, pattern = expected_error(case, X)
-    monotone = case.container in _FLOAT64 and case.solver != "auto"
+    # bf16 rounds the KL MU's products: a mode for speed, not monotone to the last bit.
+    monotone = case.container in _FLOAT64 and case.solver != "auto" and case.precision != "bf16"
     # The Triton backend computes on the GPU where there is one (else interpreted on the CPU).
     device = "cuda" if case.backend == "triton" and torch.cuda.is_available() else None
     try:
         W, H, n_iter = non_negative_factorization(
             X, n_components=case.k, init=case.init, solver=case.solver, beta_loss=case.beta_loss,
             max_iter=case.max_iter, tol=0.0, random_state=case.seed, backend=case.backend,
-            check_every=1 if monotone else 10, device=device,
+            check_every=1 if monotone else 10, device=device, precision=case.precision,
         )
     except (ValueError, TypeError) as error:
         message = str(error)

@@ -31,3 +31,11 @@ def test_triton_backend_on_fuzzed_inputs(case):
     # Triton's interpreter computes bf16 wrongly (docs/kernels.md, section "The Triton interpreter"): bf16
     # is fuzzed on a GPU only.
     check_case(case)
+
+
+@settings(max_examples=60, **_PROFILE)
+@given(fit_cases(precisions=("bf16",)))
+def test_bf16_mode_on_fuzzed_inputs(case):
+    # Every container, β and solver: the KL MU on dense X runs in bfloat16, everything else delegates.
+    check_case(case)
+

@@ -25,6 +25,9 @@ __all__ = ["TRITON", "TORCH"]
 # Variants beside the solvers' defaults: label → (solver, options). "hals-plain" is HALS without the
 # extrapolation its default turns on (what the default is measured against; docs/benchmarks.md).
 VARIANTS = {"hals-plain": ("hals", {"extrapolate": False})}
+# The torch backend's own modes, for the losses they change: "mu-bf16" is KL MU with its m×n work in
+# bfloat16 (fastnmf.backends.torch_bf16).
+TORCH_VARIANTS = {"mu-bf16": ("mu", {"precision": "bf16"}, 1.0)}
 
 
 def _solvers(beta: float) -> tuple[str, ...]:
@@ -33,6 +36,10 @@ def _solvers(beta: float) -> tuple[str, ...]:
     names = [s for s in SOLVER_NAMES if supports(s, beta)]
     names += [label for label, (solver, _) in VARIANTS.items() if solver in names]
     return tuple(names)
+
+
+def _torch_solvers(beta: float) -> tuple[str, ...]:
+    return _solvers(beta) + tuple(label for label, (_, _, loss) in TORCH_VARIANTS.items() if float(beta) == loss)
 
 
 def _check_torch(device: torch.device) -> None:
@@ -77,7 +84,7 @@ class _Session:
             self.x_input, self.input_format = _torch_csr(problem.X_sparse, device), "csr"
         else:
             self.x_input, self.input_format = problem.X.to(device), "dense"
-        self.solver, self.options = VARIANTS.get(solver, (solver, {}))
+        self.solver, self.options = VARIANTS.get(solver) or TORCH_VARIANTS.get(solver, (solver, {}, None))[:2]
         self.backend = backend
         self.k, self.beta, self.max_iter = problem.k, problem.beta, problem.spec.max_iter
         self.W = self.H = None
@@ -125,6 +132,6 @@ TRITON = Family(
     session=lambda problem, solver, device: _Session(problem, solver, device, "triton"),
 )
 TORCH = Family(
-    name="fastnmf-torch", is_peer=False, check=_check_torch, solvers=_solvers, accepts_sparse=True,
+    name="fastnmf-torch", is_peer=False, check=_check_torch, solvers=_torch_solvers, accepts_sparse=True,
     session=lambda problem, solver, device: _Session(problem, solver, device, "torch"),
 )

@@ -23,10 +23,11 @@ import torch
 from ..layouts import DenseMatrix, Layout, SparseMatrix, WeightedMatrix
 from ..layouts.streamed import StreamedMatrix
 from . import registry, torch_backend
-from .contract import BACKEND_NAMES, DEFAULT_PRECISION, PRECISIONS, Backend, interpreting, triton_available
+from .contract import (BACKEND_NAMES, DEFAULT_PRECISION, PRECISIONS, TORCH_PRECISIONS, Backend, interpreting,
+                       triton_available)
 
-__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "resolve_backend", "supported_solvers", "check_solver",
-           "resolve_solver", "interpreting", "triton_available"]
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "TORCH_PRECISIONS", "resolve_backend", "supported_solvers",
+           "check_solver", "resolve_solver", "interpreting", "triton_available"]
 
 
 def _triton(factory: str):
@@ -92,16 +93,22 @@ def resolve_backend(name: str, X: Layout, precision: str = "auto", *, solver: st
     is imported); on a layout without kernels (entry weights) it is an error rather than a silent change
     of backend. ``precision`` is the precision of the Triton kernels' matrix products (``"auto"``:
     ``contract.DEFAULT_PRECISION``; ``"ieee"`` fp32,
-    ``"tf32"``, ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings.
+    ``"tf32"``, ``"tf32x3"``); the torch backend follows PyTorch's own matmul settings, or with ``"bf16"``
+    computes the KL MU's m×n work on dense X in bfloat16 (``backends.torch_bf16``; opt-in: it pays on CPUs
+    with native bfloat16 arithmetic).
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"Invalid backend {name!r}: expected one of {list(BACKEND_NAMES)}.")
-    if precision != "auto" and precision not in PRECISIONS:
-        raise ValueError(f"Invalid precision {precision!r}: expected one of {['auto', *PRECISIONS]}.")
+    if precision != "auto" and precision not in (*PRECISIONS, *TORCH_PRECISIONS):
+        raise ValueError(f"Invalid precision {precision!r}: expected one of "
+                         f"{['auto', *PRECISIONS, *TORCH_PRECISIONS]}.")
     if precision == "auto":
         precision = DEFAULT_PRECISION
     implementation = _implementation(name, X)
     entry = registry.find(implementation, type(X))
+    if precision in TORCH_PRECISIONS and implementation != "torch":
+        raise ValueError(f"precision={precision!r} is a mode of the torch backend, but backend={name!r} runs "
+                         f"{implementation} here; pass backend='torch' (or a Triton precision: {list(PRECISIONS)}).")
     if implementation == "triton":
         if entry is None:
             raise ValueError(

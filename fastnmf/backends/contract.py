@@ -15,7 +15,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "interpreting", "triton_available"]
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "TORCH_PRECISIONS", "interpreting",
+           "triton_available"]
 
 #: what users pass as ``backend=``.
 BACKEND_NAMES = ("auto", "torch", "triton")
@@ -26,6 +27,8 @@ PRECISIONS = ("ieee", "tf32", "tf32x3")
 #: the CPU, ``python -m bench.precision``; bench/results/cpu-2core-amd-epyc/precision-emulation.md), and
 #: fp32 FMA makes the dense kernels compute-bound on an H100/H200 from k ≈ 14–40 (docs/kernels.md).
 DEFAULT_PRECISION = "tf32x3"
+#: the torch backend's own mode: the KL MU's m×n work on dense X in bfloat16 (``backends.torch_bf16``).
+TORCH_PRECISIONS = ("bf16",)
 
 
 def interpreting() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..objective import objective
 from ..updates import HALSRule, MURule
 from .contract import Backend
+from .torch_bf16 import BFloat16KLRule
 
 __all__ = ["make_backend", "make_streamed_backend", "ROW_OVERHEAD"]
 
@@ -17,9 +18,14 @@ ROW_OVERHEAD = {"cpu": 3e6, "cuda": 7.5e8}
 _BACKEND = Backend("torch", mu_rule=MURule, hals_rule=HALSRule, objective=objective, hals_row_overhead=ROW_OVERHEAD)
 
 
+_BF16 = Backend("torch", mu_rule=BFloat16KLRule, hals_rule=HALSRule, objective=objective,
+                hals_row_overhead=ROW_OVERHEAD)
+
+
 def make_backend(precision: str = "ieee") -> Backend:
-    """The torch backend (``precision`` concerns the Triton kernels only)."""
-    return _BACKEND
+    """The torch backend: PyTorch's own matmul settings, or with ``precision="bf16"`` the KL MU's m×n work
+    on dense X in bfloat16 (``fastnmf.backends.torch_bf16``); the Triton precisions do not concern it."""
+    return _BF16 if precision == "bf16" else _BACKEND
 
 
 def _streamed_objective(X, W, H, *, beta, eps_r):

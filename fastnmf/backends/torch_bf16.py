@@ -1,0 +1,40 @@
+"""The torch backend's ``precision="bf16"``: the KL multiplicative update's m×n work in bfloat16 on dense X.
+
+The KL MU costs two m×n×k products per half-update — the reconstruction ``WH`` and the numerator
+``Wᵀ(X / WH)`` — and the elementwise ratio between them. With ``precision="bf16"`` all three run in bfloat16:
+X converted once per fit (exact for integer counts up to 256; larger values are rounded to 8 significant
+bits), W and H rounded at each product, the products accumulated in fp32 by oneDNN and rounded to bfloat16,
+the numerator returned as fp32. The factors, the MU step, the denominator ``Wᵀ1`` and the objective (hence
+the ``tol`` test and every reported loss) stay in fp32 on the original X. On this project's 2-core AMD EPYC
+(avx512_bf16) a KL MU iteration at 4000×2000, k = 32 took 11 ms instead of 27, and 1500 iterations from
+the same start ended at a loss 2.5·10⁻⁴ *below* the fp32 run's (docs/benchmarks.md, "bf16 on the CPU").
+A CPU without native bfloat16 arithmetic runs these products far slower than fp32: the mode is opt-in.
+Other β, HALS, weighted and sparse X keep the fp32 rules.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..layouts import DenseMatrix
+from ..updates import MURule, MUStatistics
+
+__all__ = ["BFloat16KLRule"]
+
+
+class BFloat16KLRule(MURule):
+    """:class:`~fastnmf.updates.MURule` whose KL statistics on dense X are computed in bfloat16."""
+
+    def statistics(self, X, W: torch.Tensor, H: torch.Tensor) -> MUStatistics:
+        if self.beta != 1.0 or type(X) is not DenseMatrix:
+            return super().statistics(X, W, H)
+        x = X.workspace.copy_of(X.tensor, torch.bfloat16)
+        left, right = W.to(torch.bfloat16), H.to(torch.bfloat16)
+        # The reconstruction in X's memory layout (as layouts.dense.reconstruction_like): X/R stays one
+        # contiguous pass when the W update sees Xᵀ as a column-major view.
+        transposed = x.stride(0) < x.stride(1)
+        a, b = (right.T, left.T) if transposed else (left, right)
+        r = torch.matmul(a, b, out=X.workspace.get((a.shape[0], b.shape[1]), torch.bfloat16, x.device))
+        r = r.T if transposed else r
+        ratio = torch.div(x, r.clamp_min_(self.eps_r), out=r)
+        return MUStatistics((left.T @ ratio).to(W.dtype), X.column_sums(W))
