@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ensemble", action="store_true",
                         help="instead of the providers: 20 replicates × k 5–9 batched (fit_ensemble) against the same "
                         "fits one by one and scikit-learn's one by one (bench/ensemble.py)")
+    parser.add_argument("--ensemble-bf16", action="store_true",
+                        help="with --ensemble: the KL row only, fastnmf with precision='bf16'")
     parser.add_argument("--streaming", action="store_true",
                         help="instead of the providers: an out-of-core fit of a memmap written to disk beside the "
                         "in-memory fit, and MiniBatchNMF against scikit-learn's (bench/streaming.py)")
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensemble:
         from . import ensemble
 
-        ensemble.run(out=args.out, table=args.table, wait_quiet_s=args.wait_quiet)
+        ensemble.run(out=args.out, table=args.table, wait_quiet_s=args.wait_quiet,
+                     rows=ensemble.KL_BF16 if args.ensemble_bf16 else ensemble.ROWS)
         return 0
     if args.streaming:
         from . import streaming

@@ -29,8 +29,11 @@ def _data(shape, seed=0):
     return X
 
 
-# (β, solver in fastnmf, scikit-learn's solver): HALS is compared with scikit-learn's coordinate descent.
+# (β, solver in fastnmf, scikit-learn's solver[, fastnmf's precision]): HALS is compared with scikit-learn's
+# coordinate descent; KL_BF16 is the KL row with the torch backend's bfloat16 mode (python -m bench --ensemble
+# --ensemble-bf16).
 ROWS = ((2.0, "mu", "mu"), (2.0, "hals", "cd"), (1.0, "mu", "mu"))
+KL_BF16 = ((1.0, "mu", "mu", "bf16"),)
 
 
 def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=1e-4, out=None, table=None,
@@ -55,18 +58,21 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
     records = []
     fits = len(ks) * replicates
     pairs = [(k, r) for k in ks for r in range(replicates)]
-    for beta, solver, sklearn_solver in rows:
+    for beta, solver, sklearn_solver, *precision in rows:
+        precision = precision[0] if precision else "auto"
         options = dict(beta_loss=beta, tol=tol, max_iter=max_iter)
+        ours = dict(precision=precision)
         # The batch runs plain HALS (fit_ensemble's docstring): the single fits too, for the same fits.
         single = dict(solver=solver, extrapolate=False) if solver == "hals" else dict(solver=solver)
 
         def batched():
-            return fastnmf.fit_ensemble(X, list(ks), replicates, random_state=0, solver=solver, **options)
+            return fastnmf.fit_ensemble(X, list(ks), replicates, random_state=0, solver=solver, **ours, **options)
 
         def one_by_one():
             for k, r in pairs:
                 fastnmf.non_negative_factorization(X, n_components=k, init="random", backend="torch",
-                                                   random_state=fastnmf.replicate_seed(0, k, r), **single, **options)
+                                                   random_state=fastnmf.replicate_seed(0, k, r), **single, **ours,
+                                                   **options)
 
         def sklearn():  # err = sqrt(2·D_β): the final objectives
             return {(k, r): 0.5 * SklearnNMF(k, init="random", random_state=fastnmf.replicate_seed(0, k, r),
@@ -87,7 +93,8 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
                 fastnmf.consensus(ensemble, k)
             consensus = time.perf_counter() - start
         finished = ensemble.finished
-        records.append(dict(beta=beta, solver=solver, sklearn_solver=sklearn_solver, shape=list(shape), ks=list(ks),
+        records.append(dict(beta=beta, solver=solver, sklearn_solver=sklearn_solver, precision=precision,
+                            shape=list(shape), ks=list(ks),
                             replicates=replicates, fits=fits, batched_s=min(times["batched"]),
                             sequential_s=min(times["sequential"]), sklearn_s=min(times["sklearn"]),
                             all_times_s=times, consensus_s=consensus,
@@ -135,12 +142,16 @@ def markdown(records, environment) -> str:
     ]
     for r in records:
         lines.append(
-            f"| {r['beta']:g} | {r.get('solver', 'mu')} ({r.get('sklearn_solver', 'mu')}) | "
+            f"| {r['beta']:g} | {r.get('solver', 'mu')}{_mode(r)} ({r.get('sklearn_solver', 'mu')}) | "
             f"{r['shape'][0]}×{r['shape'][1]} float32 | {r['ks'][0]}–{r['ks'][-1]} | {r['replicates']} | "
             f"{r['fits']} | {r['mean_n_iter']:.0f} | {r['batched_s']:.1f} ({r['fits'] / r['batched_s']:.1f}) | "
             f"{r['sequential_s']:.1f} | {r['sklearn_s']:.1f} | {r['sequential_s'] / r['batched_s']:.2f}× | "
             f"{r['sklearn_s'] / r['batched_s']:.2f}× | {_ratio(r.get('loss_vs_sklearn'))} | {r['consensus_s']:.1f} |")
     return "\n".join(lines)
+
+
+def _mode(record) -> str:
+    return "" if record.get("precision", "auto") == "auto" else f", {record['precision']}"
 
 
 def _ratio(value) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .backends import PRECISIONS, TORCH_PRECISIONS
 from .estimator import NMF
 from .io import read_matrix
 from .losses import BETA_LOSS_NAMES
@@ -35,6 +36,8 @@ def _add_model_options(parser: argparse.ArgumentParser, *, k: int, max_iter: int
     parser.add_argument("--tol", type=float, default=1e-4, help="default 1e-4")
     parser.add_argument("--init", default=None, help="random | nndsvd | nndsvda | nndsvdar (default: auto)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
+    parser.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS, *TORCH_PRECISIONS],
+                        help="Triton's product precision, or bf16: the torch backend's bfloat16 KL MU (default auto)")
     parser.add_argument("--device", default=None, help="e.g. cuda (default: cpu for files)")
     parser.add_argument("--check-every", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -46,7 +49,7 @@ def _model(args) -> NMF:
     return NMF(
         args.n_components, init=args.init, beta_loss=args.beta_loss, max_iter=args.max_iter, tol=args.tol,
         random_state=args.seed, backend=args.backend, device=args.device, check_every=args.check_every,
-        solver=getattr(args, "solver", "auto"), verbose=int(bool(progress)),
+        solver=getattr(args, "solver", "auto"), verbose=int(bool(progress)), precision=args.precision,
     )
 
 

@@ -134,8 +134,8 @@ def _ranks(n_components) -> list:
 
 
 def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", solver="mu", tol=1e-4, max_iter=200,
-                 check_every=10, init="random", random_state=None, backend="auto", device=None, weights=None,
-                 alpha_W=0.0, alpha_H="same", l1_ratio=0.0, keep_W=True, memory_budget=None, skip=(),
+                 check_every=10, init="random", random_state=None, backend="auto", precision="auto", device=None,
+                 weights=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, keep_W=True, memory_budget=None, skip=(),
                  on_finish=None, checkpoint=None, checkpoint_every=60.0, _resume=None) -> Ensemble:
     """Fit ``n_replicates`` random restarts at each rank of ``n_components`` (an int or a list), all together.
 
@@ -143,7 +143,9 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     random_state=replicate_seed(random_state, k, r), beta_loss=..., solver=..., tol=..., max_iter=...,
     check_every=..., weights=...)`` run alone: the same ``n_iter`` and the same factors (float64: to
     round-off). ``solver``: "mu" (any β) or "hals" (Frobenius; plain accelerated HALS, i.e. the single fit with
-    ``extrapolate=False``: the batch does not extrapolate). ``keep_W=False`` keeps only the H of each fit.
+    ``extrapolate=False``: the batch does not extrapolate). ``precision`` as for the single fit (``"bf16"``: the
+    torch backend's KL MU in bfloat16, one bfloat16 copy of X for all problems). ``keep_W=False`` keeps only
+    the H of each fit.
     ``memory_budget`` (bytes or "2GB", default 1 GiB) bounds the buffers of the stacked products of a group of
     problems (Frobenius: ``2 · Σk · max(m, n)`` values).
     ``skip``: (k, r) pairs not to fit (a resumed run that has them already); ``on_finish(k, r, result)`` is
@@ -168,6 +170,7 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     options = dict(n_components=ranks, n_replicates=int(n_replicates), beta_loss=beta_loss, solver=solver,
                    tol=float(tol), max_iter=int(max_iter), check_every=int(check_every), init=init,
                    random_state=None if random_state is None else int(random_state), backend=backend,
+                   precision=precision,
                    device=None if device is None else str(device), alpha_W=alpha_W, alpha_H=alpha_H,
                    l1_ratio=l1_ratio, keep_W=bool(keep_W), memory_budget=memory_budget,
                    skip=[list(pair) for pair in sorted(skip)], weighted=weights is not None)
@@ -185,7 +188,7 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
         check_same_data(checkpoint, _resume["meta"], fingerprint)
     m, n = layout.shape
     factor_dtype = layout.dtype if layout.dtype in (torch.float32, torch.float64) else torch.float32
-    chosen = resolve_backend("torch" if backend == "auto" else backend, layout, "auto", solver=solver)
+    chosen = resolve_backend("torch" if backend == "auto" else backend, layout, precision, solver=solver)
     scaling = choose_scaling(float(layout.max()), beta)
     layout = scaling.data(layout)
     if layout.dtype not in chosen.native_x_dtypes:

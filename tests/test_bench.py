@@ -287,6 +287,7 @@ def test_ensemble_benchmark_compares_every_row_with_its_single_fits(tmp_path):
     records = ensemble.run(shape=(120, 40), ks=(2, 3), replicates=4, max_iter=40, out=str(out), table=str(table),
                            repeats=1)
     assert [(r["beta"], r["solver"], r["sklearn_solver"]) for r in records] == list(ensemble.ROWS)
+    assert all(r["precision"] == "auto" for r in records)
     for record in records:
         assert record["fits"] == 8 and 1 <= record["mean_n_iter"] <= 40
         assert 0.5 < record["loss_vs_sklearn"] < 2.0

@@ -29,6 +29,20 @@ def test_fit_command_writes_factors(tmp_path):
         assert factors["W"].shape == (20, 3) and factors["H"].shape == (3, 8)
 
 
+def test_fit_command_passes_the_precision(tmp_path):
+    X = np.random.RandomState(0).poisson(3.0, (20, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    outputs = {}
+    for precision in ("auto", "bf16"):
+        out = tmp_path / f"{precision}.npz"
+        assert main(["fit", str(tmp_path / "x.npy"), "-k", "3", "--max-iter", "30", "--beta-loss", "kullback-leibler",
+                     "--init", "random", "--precision", precision, "--out", str(out)]) == 0
+        with np.load(out) as factors:
+            outputs[precision] = factors["H"]
+    assert not np.array_equal(outputs["auto"], outputs["bf16"])  # bfloat16 products round differently
+    np.testing.assert_allclose(outputs["bf16"], outputs["auto"], rtol=0.1, atol=1e-3)
+
+
 def test_bad_data_is_a_clean_error(tmp_path, capsys):
     np.save(tmp_path / "neg.npy", -np.ones((3, 3)))
     assert main(["fit", str(tmp_path / "neg.npy"), "-k", "1"]) == 2

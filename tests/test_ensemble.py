@@ -43,6 +43,16 @@ def test_every_replicate_equals_its_single_fit(beta, solver, storage):
     assert len(iterations) > 1  # the replicates stopped at different iterations
 
 
+def test_bf16_replicates_equal_their_bf16_single_fits():
+    X = counts().astype(np.float32)
+    options = dict(beta_loss=1.0, solver="mu", tol=1e-4, max_iter=200, precision="bf16")
+    ensemble = fastnmf.fit_ensemble(X, [2, 3], 2, random_state=7, **options)
+    for k, r in ensemble.finished:
+        W, H, n_iter = alone(X, k, r, **options)
+        assert ensemble.n_iter(k, r) == n_iter
+        np.testing.assert_allclose(ensemble.H(k, r), H, rtol=1e-5, atol=1e-7)
+
+
 def test_adding_replicates_or_ranks_changes_nothing_that_was_there():
     X = counts()
     small = fastnmf.fit_ensemble(X, 3, 2, random_state=1, max_iter=40)
