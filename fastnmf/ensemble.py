@@ -22,8 +22,8 @@ import torch
 
 from .backends import resolve_backend
 from .checkpoint import CheckpointError
-from .ensemble_stacked import StackedBatch
 from .ensemble_checkpoints import check_same_data, read_ensemble_checkpoint, write_ensemble_checkpoint, x_fingerprint
+from .ensemble_stacked import StackedBatch
 from .init import initialize
 from .layouts import WeightedMatrix, as_layout
 from .losses import parse_beta_loss
@@ -170,9 +170,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
     options = dict(n_components=ranks, n_replicates=int(n_replicates), beta_loss=beta_loss, solver=solver,
                    tol=float(tol), max_iter=int(max_iter), check_every=int(check_every), init=init,
                    random_state=None if random_state is None else int(random_state), backend=backend,
-                   precision=precision,
-                   device=None if device is None else str(device), alpha_W=alpha_W, alpha_H=alpha_H,
-                   l1_ratio=l1_ratio, keep_W=bool(keep_W), memory_budget=memory_budget,
+                   precision=precision, device=None if device is None else str(device), alpha_W=alpha_W,
+                   alpha_H=alpha_H, l1_ratio=l1_ratio, keep_W=bool(keep_W), memory_budget=memory_budget,
                    skip=[list(pair) for pair in sorted(skip)], weighted=weights is not None)
     budget = _DEFAULT_BUDGET if memory_budget is None else (
         parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget))

@@ -68,12 +68,12 @@ class StackedBatch:
                     j += 1
                 runs.append((problems[i].k, self._offsets[i], j - i))
                 i = j
-            yield first, first + rows, runs, problems[index:end]
+            yield first, first + rows, runs
             index = end
 
     def _buffer(self, which, rows, width):
         if self._buffers is None:
-            size = max(b - a for a, b, _, _ in self._groups) * max(self.Wt.shape[1], self.H.shape[1])
+            size = max(b - a for a, b, _ in self._groups) * max(self.Wt.shape[1], self.H.shape[1])
             self._buffers = [torch.empty(size, dtype=self.H.dtype, device=self.H.device) for _ in range(2)]
         return self._buffers[which][:rows * width].view(rows, width)
 
@@ -83,9 +83,9 @@ class StackedBatch:
         if not self.problems:
             return
         step = self._mu_half if solver == "mu" else self._hals_half
-        for first, end, runs, _ in self._groups:  # W: numerators H Xᵀ, Grams H Hᵀ; updates Wᵀ
+        for first, end, runs in self._groups:  # W: numerators H Xᵀ, Grams H Hᵀ; updates Wᵀ
             step(X.T, self.H, self.Wt, first, end, runs, rules.w)
-        for first, end, runs, _ in self._groups:  # H: numerators Wᵀ X, Grams Wᵀ W; updates H
+        for first, end, runs in self._groups:  # H: numerators Wᵀ X, Grams Wᵀ W; updates H
             step(X, self.Wt, self.H, first, end, runs, rules.h)
 
     def _mu_half(self, X, left, right, first, end, runs, rule_of):

@@ -88,4 +88,3 @@ def _divergence_sum_in_place(x, r, beta: float, eps_r: float, weight) -> torch.T
     if weight is not None:
         terms = terms.mul_(weight.to(terms.dtype))
     return _sum_float64(terms)
-

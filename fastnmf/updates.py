@@ -234,6 +234,7 @@ def hals_batched_sweeps_(
         if not bool(active.any()):
             return
 
+
 def hals_fit(statistics: HALSStatistics, H_new: torch.Tensor) -> torch.Tensor:
     """``−⟨A, H_new⟩ + ½⟨B, H_new H_newᵀ⟩`` (float64) = ``½‖X − W H_new‖² − ½‖X‖²``: the objective of the
     new pair for free, from the products the update already needed (additive over chunks of X's rows)."""
