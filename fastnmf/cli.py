@@ -168,7 +168,7 @@ def run_ensemble_command(args) -> int:
     from .workflow import parse_ranks, run_ensemble
 
     summary = run_ensemble(args.data, parse_ranks(args.k), args.replicates, args.out, beta_loss=args.beta_loss,
-                           max_iter=args.max_iter, tol=args.tol, seed=args.seed)
+                           max_iter=args.max_iter, tol=args.tol, seed=args.seed, precision=args.precision)
     print(json.dumps(summary) if args.json else
           f"{summary['reused']} fits reused, {summary['refitted']} fitted; suggested k = {summary['suggested_k']}; "
           f"outputs in {summary['out']}")
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--max-iter", type=int, default=500)
     ensemble.add_argument("--tol", type=float, default=1e-4)
     ensemble.add_argument("--seed", type=int, default=0)
+    ensemble.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS, *TORCH_PRECISIONS],
+                          help="of the replicates' fits: bf16 is the torch backend's bfloat16 KL MU (default auto)")
     ensemble.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     ensemble.set_defaults(run=run_ensemble_command)
     return parser

@@ -69,8 +69,9 @@ def _write_table(path: Path, rows, header, names) -> None:
 
 
 def run_ensemble(data, ranks, replicates: int, out, *, beta_loss="frobenius", max_iter=500, tol=1e-4, seed=0,
-                 writer=write_fit) -> dict:
-    """The whole workflow (module docstring); returns a summary."""
+                 precision="auto", writer=write_fit) -> dict:
+    """The whole workflow (module docstring); returns a summary. ``precision`` goes to the ensemble's fits
+    (``"bf16"``: the torch backend's bfloat16 KL MU)."""
     from .consensus import consensus
     from .ensemble import fit_ensemble
     from .selection import select_k
@@ -80,6 +81,8 @@ def run_ensemble(data, ranks, replicates: int, out, *, beta_loss="frobenius", ma
     fits.mkdir(parents=True, exist_ok=True)
     arguments = dict(data=str(data.resolve()), ranks=list(ranks), replicates=int(replicates), beta_loss=beta_loss,
                      max_iter=int(max_iter), tol=float(tol), seed=int(seed))
+    if precision != "auto":  # recorded only when set: folders of runs made before it existed still resume
+        arguments["precision"] = precision
     run_file = out / "run.json"
     if run_file.exists():
         previous = json.loads(run_file.read_text())
@@ -91,7 +94,7 @@ def run_ensemble(data, ranks, replicates: int, out, *, beta_loss="frobenius", ma
     path_of = lambda k, r: fits / f"k{k}_r{r}.npz"  # noqa: E731
     done = {(k, r) for k in ranks for r in range(replicates) if path_of(k, r).exists()}
     options = dict(beta_loss=beta_loss, tol=tol, max_iter=max_iter, random_state=seed)
-    ensemble = fit_ensemble(matrix.X, list(ranks), replicates, skip=done,
+    ensemble = fit_ensemble(matrix.X, list(ranks), replicates, skip=done, precision=precision,
                             on_finish=lambda k, r, result: writer(path_of(k, r), result), **options)
     for k, r in done:
         ensemble.results[(k, r)] = _read_fit(path_of(k, r))

@@ -1,5 +1,6 @@
 """python -m fastnmf: the demo and the fit command."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,15 @@ def test_ensemble_killed_half_way_then_rerun_gives_the_uninterrupted_outputs(tmp
         np.testing.assert_allclose(resumed, straight, rtol=1e-6, atol=1e-9)
     assert (tmp_path / "resumed" / "k_selection.png").exists()
     assert main(["ensemble", str(data), "--k", "2-4", "--replicates", "4", "--out", str(tmp_path / "resumed")]) == 2
+
+
+@pytest.mark.slow
+def test_ensemble_records_a_precision_and_refuses_to_resume_without_it(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    np.save(data, counts((40, 15)))
+    arguments = ["ensemble", str(data), "--k", "2-3", "--replicates", "2", "--beta-loss", "kullback-leibler",
+                 "--max-iter", "30", "--out", str(tmp_path / "run")]
+    assert main([*arguments, "--precision", "bf16"]) == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["precision"] == "bf16"
+    assert main(arguments) != 0  # the same folder with the default precision is another run
+    assert "holds a run with other arguments" in capsys.readouterr().err
