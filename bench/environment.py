@@ -37,6 +37,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+# The instruction-set extensions that change what a CPU run measures (bf16 GEMMs need avx512_bf16 or AMX:
+# without them torch's bfloat16 products are far slower than fp32). VM hosts of one machine kind differ.
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _CPU_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -71,6 +88,7 @@ def describe(device: torch.device) -> dict:
         "device": device_name(device),
         "device_type": device.type,
         "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "torch_threads": torch.get_num_threads(),
         "versions": _versions(),
         "load_average_at_start": load_average(),

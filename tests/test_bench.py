@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import metrics
+from bench import environment, metrics
 from bench.__main__ import main
 from bench.loss import SharedLoss
 from bench.problems import ProblemData, build, preset
@@ -110,6 +110,7 @@ def test_json_schema(tiny_run):
     for r in records:
         assert TOP_LEVEL <= r.keys()
         assert r["schema"] == "fastnmf-bench/1"
+        assert set(r["cpu_flags"]) <= set(environment._CPU_FLAGS)
         assert {"torch", "triton", "scikit-learn", "torchnmf", "nmf-torch"} <= r["versions"].keys()
         assert {"read_x_gbps", "gemm_tflops_square", "read_gbps_large"} <= r["limits"].keys()
         if r["status"] == "skipped":
