@@ -4,7 +4,7 @@ The k·R components (rows of H) of the replicates at rank k are L2-normalized an
 mean distance to its ``L = local_neighborhood_size · R`` nearest neighbours exceeds ``density_threshold`` is
 an outlier and dropped; the rest are clustered into k groups (k-means, seeded); the consensus components are
 the cluster medians, scaled to unit sum; the usages are refitted with the components fixed (the ensemble's
-loss); ``stability`` is the silhouette of the clustering and ``error`` the consensus reconstruction's
+loss and precision); ``stability`` is the silhouette of the clustering and ``error`` the consensus reconstruction's
 divergence. Distances and medians are torch on the ensemble's device; k-means and the silhouette are
 scikit-learn's, on the k·R × n pooled components (small beside X); X is never densified.
 """
@@ -70,7 +70,8 @@ def consensus(ensemble, k: int, *, density_threshold: float = 0.5, local_neighbo
     H = components.cpu().numpy() if not isinstance(X, torch.Tensor) else components.to(X.device)
     options = ensemble.options
     W, H, _ = non_negative_factorization(X, H=H, n_components=k, update_H=False, beta_loss=options["beta_loss"],
-                                         solver="mu", tol=options["tol"], max_iter=max_iter)
+                                         solver="mu", tol=options["tol"], max_iter=max_iter,
+                                         precision=options.get("precision", "auto"))
     error = factorization_loss(X, W, H, options["beta_loss"])
     return ConsensusResult(k, H, W, stability, float(error), int(keep.sum()), int(len(keep)))
 

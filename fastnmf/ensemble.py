@@ -213,7 +213,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
 
     ensemble = Ensemble(ranks, int(n_replicates), beta, kind=kind, X=X,
                         options=dict(beta_loss=beta_loss, solver=solver, tol=tol, max_iter=max_iter, device=device,
-                                     alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, check_every=check_every))
+                                     alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, check_every=check_every,
+                                     precision=precision))
 
     def finish(problem):
         problem.done = True

@@ -51,6 +51,7 @@ def test_bf16_replicates_equal_their_bf16_single_fits():
         W, H, n_iter = alone(X, k, r, **options)
         assert ensemble.n_iter(k, r) == n_iter
         np.testing.assert_allclose(ensemble.H(k, r), H, rtol=1e-5, atol=1e-7)
+    assert ensemble.options["precision"] == "bf16"  # what consensus refits the usages with
 
 
 def test_adding_replicates_or_ranks_changes_nothing_that_was_there():
