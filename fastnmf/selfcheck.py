@@ -2,6 +2,7 @@
 
     python -m fastnmf.selfcheck --examples 10000            # the release profile
     python -m fastnmf.selfcheck --examples 200 --triton     # the Triton backend (interpreted on a CPU)
+    python -m fastnmf.selfcheck --examples 1000 --bf16      # the torch backend's precision="bf16"
 
 Each example draws a shape (1×1, tall, wide, k ≥ min(m, n)), a container and dtype (numpy float64,
 float32, int64; torch float32, float64, float16, bfloat16; scipy CSR, CSC, COO; torch sparse COO, CSR;
@@ -230,6 +231,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=1000, help="hypothesis examples (default 1000)")
     parser.add_argument("--triton", action="store_true", help="fuzz the Triton backend (small shapes)")
+    parser.add_argument("--bf16", action="store_true", help="fuzz the torch backend's precision='bf16'")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     args = parser.parse_args(argv)
     try:
@@ -244,7 +246,7 @@ def main(argv=None) -> int:
     if args.triton:
         strategy = fit_cases(backends=("triton",), containers=TRITON_CONTAINERS, max_side=8)
     else:
-        strategy = fit_cases()
+        strategy = fit_cases(precisions=("bf16",) if args.bf16 else ("auto",))
 
     @settings(max_examples=args.examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
