@@ -6,8 +6,8 @@ X converted once per fit (exact for integer counts up to 256; larger values are 
 bits), W and H rounded at each product, the products accumulated in fp32 by oneDNN and rounded to bfloat16,
 the numerator returned as fp32. The factors, the MU step, the denominator ``Wᵀ1`` and the objective (hence
 the ``tol`` test and every reported loss) stay in fp32 on the original X. On this project's 2-core AMD EPYC
-(avx512_bf16), in the benchmark's Poisson KL problem (4000×2000, k = 32): 13.2 ms per iteration instead
-of 26.8, 1.01× of the reference loss in 3.2 s instead of 5.3, and a lower final loss (docs/benchmarks.md,
+(avx512_bf16), in the benchmark's Poisson KL problem (4000×2000, k = 32): 10.9 ms per iteration instead
+of 23.9, 1.01× of the reference loss in 3.4 s instead of 6.5, and a lower final loss (docs/benchmarks.md,
 "bf16 on the CPU"). A CPU without native bfloat16 arithmetic runs these products far slower than fp32:
 the mode is opt-in.
 Other β, HALS, weighted and sparse X keep the fp32 rules.
