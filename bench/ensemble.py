@@ -45,6 +45,7 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
 
     import fastnmf
 
+    from .clock import make_memory_meter
     from .environment import describe
     from .machine import wait_until_quiet
 
@@ -80,10 +81,16 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
                     for k, r in pairs}
 
         times = {"batched": [], "sequential": [], "sklearn": []}
+        meter = make_memory_meter(torch.device("cpu"))  # peak RSS of the batched fit above its start
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in range(repeats):
+            for repeat in range(repeats):
+                if repeat == 0:
+                    meter.start()
+                    meter.before_chunk()
                 ensemble, seconds = _timed(batched)
+                if repeat == 0:
+                    meter.after_chunk()
                 times["batched"].append(seconds)
                 times["sequential"].append(_timed(one_by_one)[1])
                 sklearn_losses, seconds = _timed(sklearn)
@@ -101,7 +108,9 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
                             mean_n_iter=float(np.mean([ensemble.n_iter(k, r) for k, r in finished])),
                             loss_vs_sklearn=float(np.mean([ensemble.loss(k, r) / sklearn_losses[(k, r)]
                                                            for k, r in finished])),
-                            torch_threads=torch.get_num_threads(), waited_for_quiet_s=waited, repeats=repeats))
+                            torch_threads=torch.get_num_threads(), waited_for_quiet_s=waited, repeats=repeats,
+                            batched_peak_bytes=meter.peak if meter.available else None,
+                            stacked_bytes=_stacked_bytes(shape, ks, replicates) if beta == 2.0 else None))
         print(f"[bench] ensemble β={beta:g} {solver} done", flush=True)
     text = markdown(records, environment)
     print(text)
@@ -113,6 +122,14 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, max_iter=200, tol=
         with open(table, "w") as handle:
             handle.write(text + "\n")
     return records
+
+
+def _stacked_bytes(shape, ks, replicates) -> int:
+    """What the Frobenius batch holds beside X (fastnmf.ensemble_stacked): the stacks (Σk·(m+n)), their
+    numerator and denominator buffers (2·Σk·max(m, n)) and the objective's m×n workspace, in float32."""
+    m, n = shape
+    rows = replicates * sum(ks)
+    return 4 * (rows * (m + n) + 2 * rows * max(m, n) + m * n)
 
 
 def _timed(function):
@@ -132,13 +149,15 @@ def markdown(records, environment) -> str:
         "runs. Random starts, each fit with its own tol test; one by one = "
         "the same fits through `fastnmf.non_negative_factorization` (HALS: `extrapolate=False`, as the batch); "
         "scikit-learn = its `NMF` one by one with the solver shown (what cNMF does with `mu`); loss vs "
-        "scikit-learn = mean over the fits of the batched final objective over scikit-learn's.",
+        "scikit-learn = mean over the fits of the batched final objective over scikit-learn's; peak = the batched "
+        "fit's peak RSS above its start (the kept results included), beside what the Frobenius batch holds by "
+        "its formula (stacks, buffers, workspace).",
         "",
         "| β | solver (scikit-learn's) | X | k | replicates | fits | mean n_iter | batched s (fits/s) | "
         "one by one s | "
         "scikit-learn s | batched vs one by one | batched vs scikit-learn | loss vs scikit-learn | "
-        "consensus at every k, s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "consensus at every k, s | peak MiB (formula) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
@@ -146,8 +165,15 @@ def markdown(records, environment) -> str:
             f"{r['shape'][0]}×{r['shape'][1]} float32 | {r['ks'][0]}–{r['ks'][-1]} | {r['replicates']} | "
             f"{r['fits']} | {r['mean_n_iter']:.0f} | {r['batched_s']:.1f} ({r['fits'] / r['batched_s']:.1f}) | "
             f"{r['sequential_s']:.1f} | {r['sklearn_s']:.1f} | {r['sequential_s'] / r['batched_s']:.2f}× | "
-            f"{r['sklearn_s'] / r['batched_s']:.2f}× | {_ratio(r.get('loss_vs_sklearn'))} | {r['consensus_s']:.1f} |")
+            f"{r['sklearn_s'] / r['batched_s']:.2f}× | {_ratio(r.get('loss_vs_sklearn'))} | {r['consensus_s']:.1f} | "
+            f"{_peak(r)} |")
     return "\n".join(lines)
+
+
+def _peak(record) -> str:
+    peak, formula = record.get("batched_peak_bytes"), record.get("stacked_bytes")
+    text = "–" if peak is None else f"{peak / 2 ** 20:.1f}"
+    return text + ("" if formula is None else f" ({formula / 2 ** 20:.1f})")
 
 
 def _mode(record) -> str:

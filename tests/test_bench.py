@@ -295,3 +295,5 @@ def test_ensemble_benchmark_compares_every_row_with_its_single_fits(tmp_path):
         assert min(record["batched_s"], record["sequential_s"], record["sklearn_s"]) > 0
     assert len(out.read_text().splitlines()) == 3
     assert "| 2 | hals (cd) | 120×40 float32 | 2–3 | 4 | 8 |" in table.read_text()
+    assert records[0]["stacked_bytes"] == 4 * (4 * 5 * 160 + 2 * 4 * 5 * 120 + 120 * 40)
+    assert records[2]["stacked_bytes"] is None  # KL: no stacks
