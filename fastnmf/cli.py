@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .backends import PRECISIONS, TORCH_PRECISIONS
+from .backends import PRECISION_NAMES
 from .estimator import NMF
 from .io import read_matrix
 from .losses import BETA_LOSS_NAMES
@@ -36,7 +36,7 @@ def _add_model_options(parser: argparse.ArgumentParser, *, k: int, max_iter: int
     parser.add_argument("--tol", type=float, default=1e-4, help="default 1e-4")
     parser.add_argument("--init", default=None, help="random | nndsvd | nndsvda | nndsvdar (default: auto)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
-    parser.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS, *TORCH_PRECISIONS],
+    parser.add_argument("--precision", default="auto", choices=PRECISION_NAMES,
                         help="Triton's product precision, or bf16: the torch backend's bfloat16 KL MU (default auto)")
     parser.add_argument("--device", default=None, help="e.g. cuda (default: cpu for files)")
     parser.add_argument("--check-every", type=int, default=10)
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--max-iter", type=int, default=500)
     ensemble.add_argument("--tol", type=float, default=1e-4)
     ensemble.add_argument("--seed", type=int, default=0)
-    ensemble.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS, *TORCH_PRECISIONS],
+    ensemble.add_argument("--precision", default="auto", choices=PRECISION_NAMES,
                           help="of the replicates' fits: bf16 is the torch backend's bfloat16 KL MU (default auto)")
     ensemble.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     ensemble.set_defaults(run=run_ensemble_command)

@@ -11,7 +11,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .backends import BACKEND_NAMES, PRECISIONS, TORCH_PRECISIONS
+from .backends import BACKEND_NAMES, PRECISION_NAMES
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from .errors import FitInterrupted
 from .fit import fit_factorization
@@ -131,7 +131,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "l1_ratio": RealRange(0.0, 1.0),
         "verbose": Either(Boolean(), Integer(0)),
         "backend": Options(*BACKEND_NAMES),
-        "precision": Options("auto", *PRECISIONS, *TORCH_PRECISIONS),
+        "precision": Options(*PRECISION_NAMES),
         "check_every": Integer(1),
         "device": Device(),
         "inner_iter": Either(Options("auto"), Integer(1)),

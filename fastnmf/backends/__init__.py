@@ -23,11 +23,11 @@ import torch
 from ..layouts import DenseMatrix, Layout, SparseMatrix, WeightedMatrix
 from ..layouts.streamed import StreamedMatrix
 from . import registry, torch_backend
-from .contract import (BACKEND_NAMES, DEFAULT_PRECISION, PRECISIONS, TORCH_PRECISIONS, Backend, interpreting,
-                       triton_available)
+from .contract import (BACKEND_NAMES, DEFAULT_PRECISION, PRECISION_NAMES, PRECISIONS, TORCH_PRECISIONS, Backend,
+                       interpreting, triton_available)
 
-__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "TORCH_PRECISIONS", "resolve_backend", "supported_solvers",
-           "check_solver", "resolve_solver", "interpreting", "triton_available"]
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "TORCH_PRECISIONS", "PRECISION_NAMES", "resolve_backend",
+           "supported_solvers", "check_solver", "resolve_solver", "interpreting", "triton_available"]
 
 
 def _triton(factory: str):
@@ -99,9 +99,8 @@ def resolve_backend(name: str, X: Layout, precision: str = "auto", *, solver: st
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"Invalid backend {name!r}: expected one of {list(BACKEND_NAMES)}.")
-    if precision != "auto" and precision not in (*PRECISIONS, *TORCH_PRECISIONS):
-        raise ValueError(f"Invalid precision {precision!r}: expected one of "
-                         f"{['auto', *PRECISIONS, *TORCH_PRECISIONS]}.")
+    if precision not in PRECISION_NAMES:
+        raise ValueError(f"Invalid precision {precision!r}: expected one of {list(PRECISION_NAMES)}.")
     if precision == "auto":
         precision = DEFAULT_PRECISION
     implementation = _implementation(name, X)

@@ -15,7 +15,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "TORCH_PRECISIONS", "interpreting",
+__all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "TORCH_PRECISIONS", "PRECISION_NAMES",
+           "interpreting",
            "triton_available"]
 
 #: what users pass as ``backend=``.
@@ -29,6 +30,8 @@ PRECISIONS = ("ieee", "tf32", "tf32x3")
 DEFAULT_PRECISION = "tf32x3"
 #: the torch backend's own mode: the KL MU's m×n work on dense X in bfloat16 (``backends.torch_bf16``).
 TORCH_PRECISIONS = ("bf16",)
+#: every value users may pass as ``precision=``.
+PRECISION_NAMES = ("auto", *PRECISIONS, *TORCH_PRECISIONS)
 
 
 def interpreting() -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..layouts import DenseMatrix
+from ..layouts.dense import reconstruction_like
 from ..updates import MURule, MUStatistics
 
 __all__ = ["BFloat16KLRule"]
@@ -31,11 +32,6 @@ class BFloat16KLRule(MURule):
             return super().statistics(X, W, H)
         x = X.workspace.copy_of(X.tensor, torch.bfloat16)
         left, right = W.to(torch.bfloat16), H.to(torch.bfloat16)
-        # The reconstruction in X's memory layout (as layouts.dense.reconstruction_like): X/R stays one
-        # contiguous pass when the W update sees Xᵀ as a column-major view.
-        transposed = x.stride(0) < x.stride(1)
-        a, b = (right.T, left.T) if transposed else (left, right)
-        r = torch.matmul(a, b, out=X.workspace.get((a.shape[0], b.shape[1]), torch.bfloat16, x.device))
-        r = r.T if transposed else r
+        r = reconstruction_like(x, left, right, X.workspace)  # bfloat16, in X's layout, in the workspace
         ratio = torch.div(x, r.clamp_min_(self.eps_r), out=r)
         return MUStatistics((left.T @ ratio).to(W.dtype), X.column_sums(W))
