@@ -193,20 +193,11 @@ def _resources(cubin: bytes) -> tuple[int | None, int | None]:
     return (int(found.group(1)), int(found.group(2))) if found else (None, None)
 
 
-def blocks_per_sm(registers: int | None, num_warps: int, shared_bytes: int) -> int | None:
-    """Resident blocks per SM on sm_90 (the occupancy calculator's rules): 65536 registers allocated per
-    warp in units of 256, 64 warps, 32 blocks, 228 KB of shared memory with 1 KB reserved per block."""
-    if registers is None:
-        return None
-    per_warp = -(-registers * 32 // 256) * 256
-    by_registers = (65536 // per_warp) // num_warps
-    by_shared = 233472 // (shared_bytes + 1024)
-    return min(by_registers, by_shared, 64 // num_warps, 32)
-
-
 def report(launches: list[dict]) -> list[dict]:
     """One row per distinct compiled variant (launches with the same specialization share it)."""
     import triton
+
+    from . import occupancy
 
     rows, seen = [], {}
     for launch in launches:
@@ -223,7 +214,7 @@ def report(launches: list[dict]) -> list[dict]:
                "num_stages": kwargs.get("num_stages"), "grid": list(launch["grid"]),
                "constexprs": {k: v for k, v in kwargs.items() if k.isupper()},
                "triton": triton.__version__, **instruction_mix(compiled.asm["ptx"])}
-        row["blocks_per_sm"] = blocks_per_sm(registers, row["num_warps"] or 4, row["shared_bytes"])
+        row["blocks_per_sm"] = occupancy.blocks_per_sm(registers, row["num_warps"] or 4, row["shared_bytes"])
         seen[full_key] = row
         rows.append(row)
     return rows

@@ -7,7 +7,8 @@ are faster, and ``triton.autotune``/device queries would need a GPU driver (docs
 
 On a GPU the tiles come from tables indexed by the padded rank and the dot precision, chosen from
 offline sm_90 compiles (``fastnmf.kernels.compile_check``: largest tile without register spills), plus a
-split of the streamed dimension (``split_m``) when the column tiles alone would leave most SMs idle. They
+split of the streamed dimension (``split_m``) sized to fill whole waves of the variant's resident programs
+(``fastnmf.kernels.occupancy``; docs/kernels.md, "Grids and waves"). They
 are not timed yet: ``python -m bench`` on an H100 should confirm them or replace them (``triton.autotune``
 over a few neighbours is the obvious next step).
 """
@@ -21,6 +22,7 @@ import torch
 import triton
 
 from ..backends.contract import interpreting
+from . import occupancy
 
 __all__ = [
     "MUConfig",
@@ -140,17 +142,18 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def _split_for_occupancy(device: torch.device, m: int, programs: int, block_m: int) -> int:
-    """How many programs share the m loop of one column tile, so that ~2 waves of programs fill the GPU.
+def _split_for_occupancy(device: torch.device, m: int, programs: int, block_m: int, key: tuple) -> int:
+    """How many programs share the m loop of one column tile, so that the waves of the grid keep the GPU
+    busy (``occupancy.split_for_waves``): the slots are the resident blocks per SM of the variant under
+    ``key`` (as its last launch compiled it; two before that) times the SMs.
 
     Each split keeps ≥ 4 row tiles, so the partial sums it writes (k × BLOCK_N fp32) stay small next to
     the X it streams (≥ 4·BLOCK_M × BLOCK_N).
     """
-    target = 2 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    if programs >= target:
-        return 1
+    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    slots = occupancy.resident_blocks(key) * sms
     most = max(1, m // (4 * block_m))
-    return max(1, min(triton.cdiv(target, programs), most))
+    return occupancy.split_for_waves(programs, slots, most)
 
 
 # GPU tiles were chosen from offline sm_90 compiles of every (padded rank, precision) pair (triton.compile to
@@ -268,28 +271,33 @@ def matmul_tn_config(m: int, n: int, k: int, device: torch.device, precision: st
                      x_itemsize: int = 4) -> MUConfig:
     """Config of ``WᵀX`` (``fastnmf.kernels.gemm``): the Frobenius kernel's tiles (its numerator loop is
     this GEMM), with the m loop split when the column and rank tiles alone leave most SMs idle."""
-    return mu_frobenius_config(m, n, k, device, precision, x_itemsize)
+    return mu_frobenius_config(m, n, k, device, precision, x_itemsize, kernel="matmul_tn")
 
 
 def mu_frobenius_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee",
-                        x_itemsize: int = 4) -> MUConfig:
-    """Config of the fused Frobenius update of H (k×n) from X (m×n) whose entries take ``x_itemsize`` bytes."""
+                        x_itemsize: int = 4, kernel: str = "mu_frobenius") -> MUConfig:
+    """Config of the fused Frobenius update of H (k×n) from X (m×n) whose entries take ``x_itemsize`` bytes;
+    ``kernel`` names the variant whose residency sizes the split (``occupancy.variant_key``)."""
     k_pad = padded_rank(k)
     if interpreting():
         return MUConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, k_pad)
     tiles = frobenius_tiles(k_pad, precision, x_itemsize)
     programs = triton.cdiv(n, tiles.block_n) * triton.cdiv(k, tiles.block_k)
-    return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m))
+    key = occupancy.variant_key(kernel, device, tiles, precision, x_itemsize)
+    return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m, key))
 
 
-def mu_beta_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> MUConfig:
-    """Config of the fused KL / general-β update of H."""
+def mu_beta_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee", beta_case: int = 3,
+                   x_itemsize: int = 4) -> MUConfig:
+    """Config of the fused KL / general-β update of H; ``beta_case`` and ``x_itemsize`` pick the compiled
+    variant whose residency sizes the split."""
     k_pad = padded_rank(k)
     if interpreting():
         return MUConfig(_INTERPRETER_BLOCK, _INTERPRETER_BLOCK, k_pad)
     tiles = beta_tiles(k_pad, precision)
     programs = triton.cdiv(n, tiles.block_n)
-    return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m))
+    key = occupancy.variant_key("mu_beta", device, tiles, precision, beta_case, x_itemsize)
+    return replace(tiles, split_m=_split_for_occupancy(device, m, programs, tiles.block_m, key))
 
 
 def objective_config(m: int, n: int, k: int, device: torch.device, precision: str = "ieee") -> ObjectiveConfig:

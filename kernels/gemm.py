@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import launch
+from . import launch, occupancy
 from .configs import MUConfig, interpreting, matmul_tn_config
 from .launch import X_DTYPES, check_precision, split_rows
 from .tile_ops import tile_pointers, wt_x_rows
@@ -116,12 +116,13 @@ def matmul_tn(
     target = launch.new_workspace(splits, k, n, device=X.device) if splits > 1 else out.unsqueeze(0)
     grid = (triton.cdiv(n, cfg.block_n) * triton.cdiv(k, cfg.block_k), splits)  # (column × rank tiles, row splits)
     with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
-        _matmul_tn_kernel[grid](
+        compiled = _matmul_tn_kernel[grid](
             W, X, target,
             m, n, k, rows_per_split,
             *W.stride(), *X.stride(), *target.stride(),
             **launch.tile_arguments(cfg, precision),
         )
+    occupancy.remember(occupancy.variant_key("matmul_tn", X.device, cfg, precision, X.element_size()), compiled, X.device)
     if splits > 1:
         torch.sum(target, dim=0, out=out)
     return out

@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ..losses import mu_exponent
 from ..safeguard import denominator_floor, factor_floor
-from . import launch
+from . import launch, occupancy
 from .configs import MAX_BETA_RANK, MUConfig, mu_beta_config
 from .launch import (
     KL,
@@ -172,10 +172,10 @@ def mu_beta_update_h(
     out = launch.new_output(H)
     if n == 0:
         return out
-    cfg = config or mu_beta_config(m, n, k, X.device, precision)
+    case = beta_case(beta)
+    cfg = config or mu_beta_config(m, n, k, X.device, precision, case, X.element_size())
     if cfg.block_k < k:
         raise ValueError(f"{op}: config.block_k = {cfg.block_k} must cover the whole rank k = {k} (W {tuple(W.shape)}).")
-    case = beta_case(beta)
     gamma = mu_exponent(beta)
     tiny, phi = denominator_floor(torch.float32), factor_floor(torch.float32)
     rows_per_split, splits = split_rows(m, cfg.split_m, cfg.block_m)
@@ -191,7 +191,7 @@ def mu_beta_update_h(
         den_strides = (0, 0, 0)
     grid = (triton.cdiv(n, cfg.block_n), splits)
     with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
-        _mu_beta_h_kernel[grid](
+        compiled = _mu_beta_h_kernel[grid](
             X, W, H, colsum, out, num_ws, den_ws,
             m, n, k, rows_per_split,
             *X.stride(), *W.stride(), *H.stride(), *out.stride(),
@@ -203,6 +203,8 @@ def mu_beta_update_h(
             SPLIT_M=use_split,
             **launch.tile_arguments(cfg, precision),
         )
+    occupancy.remember(occupancy.variant_key("mu_beta", X.device, cfg, precision, case, X.element_size()), compiled,
+                       X.device)
     if use_split:
         # KL's column sums (k) seen as one (1, k, n) split with stride 0 along n.
         if case == KL:

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from ..safeguard import denominator_floor, factor_floor
-from . import launch
+from . import launch, occupancy
 from .configs import MUConfig, mu_frobenius_config
 from .launch import check_factorization, check_precision, check_scalar, split_rows
 from .mu_finalize import finalize_split_update
@@ -147,7 +147,7 @@ def mu_frobenius_update_h(
         num_ws = den_ws = out  # never touched: the SPLIT_M branch is compiled out
     grid = (triton.cdiv(n, cfg.block_n) * triton.cdiv(k, cfg.block_k), splits)  # (column × rank tiles, row splits)
     with launch.on_device(X.device):  # the kernel runs on its tensors' GPU, not the current one
-        _mu_frobenius_h_kernel[grid](
+        compiled = _mu_frobenius_h_kernel[grid](
             X, W, H, gram, out, num_ws, den_ws,
             m, n, k, rows_per_split,
             *X.stride(), *W.stride(), *H.stride(), *gram.stride(), *out.stride(),
@@ -157,6 +157,8 @@ def mu_frobenius_update_h(
             SPLIT_M=use_split,
             **launch.tile_arguments(cfg, precision),
         )
+    occupancy.remember(occupancy.variant_key("mu_frobenius", X.device, cfg, precision, X.element_size()), compiled,
+                       X.device)
     if use_split:
         finalize_split_update(num_ws, den_ws, 1, H, out, gamma=1.0, l1=l1, l2=l2, tiny=tiny, phi=phi)
     return out
