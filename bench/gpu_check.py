@@ -280,6 +280,16 @@ def section_bandwidth(ctx) -> dict:
                                         kernels.mu_frobenius_cost(n, m, k, X.element_size()))
                 cases["kl W"] = (lambda p: kernels.mu_beta_update_h(X.T, H.T, W.T, beta=1.0, eps_r=eps_r, precision=p),
                                  kernels.mu_beta_cost(n, m, k, X.element_size(), 1.0))
+                # One column fewer through a view (row stride n kept): Triton vectorizes a masked load only
+                # when the masked extent is a multiple of 16, so these rows price an odd n (4-byte copies,
+                # docs/kernels.md "Leading dimensions"), the open question of padding X's extents.
+                X_odd, H_odd = X[:, : n - 1], H[:, : n - 1]
+                cases["frobenius H, n−1 columns"] = (
+                    lambda p: kernels.mu_frobenius_update_h(X_odd, W, H_odd, precision=p),
+                    kernels.mu_frobenius_cost(m, n - 1, k, X.element_size()))
+                cases["kl H, n−1 columns"] = (
+                    lambda p: kernels.mu_beta_update_h(X_odd, W, H_odd, beta=1.0, eps_r=eps_r, precision=p),
+                    kernels.mu_beta_cost(m, n - 1, k, X.element_size(), 1.0))
             for name, (launch, (bytes_, flops)) in cases.items():
                 for precision in precisions:
                     compile_s = _first_call_s(lambda: launch(precision), device)

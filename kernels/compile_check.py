@@ -129,12 +129,13 @@ def representative_variants():
     ):
         tiles = configs.sparse_kl_tiles(k_pad, mean_nnz)
         variants.append((
-            f"sparse kl k={k_pad} block_nnz={tiles.block_nnz} X={x_type[1:]} index={index_type[1:]}",
+            f"sparse kl k={k_pad} block_nnz={tiles.block_nnz} block_cols={tiles.block_cols} X={x_type[1:]} "
+            f"index={index_type[1:]}",
             mu_sparse_kl._mu_sparse_kl_h_kernel,
             {"COL_PTR": index_type, "ROW_IDX": index_type, "VALUES": x_type, "W": "*fp32", "H": "*fp32",
              "COLSUM": "*fp32", "OUT": "*fp32"},
             {"eps_r", "l1", "l2", "tiny", "phi"},
-            dict(BLOCK_NNZ=tiles.block_nnz, BLOCK_K=tiles.block_k),
+            dict(BLOCK_COLS=tiles.block_cols, BLOCK_NNZ=tiles.block_nnz, BLOCK_K=tiles.block_k),
             tiles.num_warps, 1,
         ))
     variants.append((

@@ -122,16 +122,17 @@ class HALSConfig:
 
 @dataclass(frozen=True)
 class SparseMUConfig:
-    """Tiles of the sparse KL kernel (``fastnmf.kernels.mu_sparse_kl``): one program per column of X, its
-    stored entries visited ``block_nnz`` at a time, the whole padded rank ``block_k`` on chip. No tl.dot:
-    any powers of two."""
+    """Tiles of the sparse KL kernel (``fastnmf.kernels.mu_sparse_kl``): one program per ``block_cols``
+    consecutive columns of X, their stored entries visited ``block_nnz`` per column at a time, the whole
+    padded rank ``block_k`` on chip. No tl.dot: any powers of two."""
 
     block_nnz: int
     block_k: int
     num_warps: int = 4
+    block_cols: int = 1
 
     def __post_init__(self):
-        for name in ("block_nnz", "block_k", "num_warps"):
+        for name in ("block_nnz", "block_k", "num_warps", "block_cols"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
                 raise ValueError(f"SparseMUConfig.{name} = {value}: expected a power of two.")
@@ -173,45 +174,54 @@ def frobenius_tiles(k_pad: int, precision: str, x_itemsize: int = 4) -> MUConfig
     ≤ 196), 64×64 above (ieee ≤ 156, tf32 ≤ 184, tf32x3 ≤ 246). tf32x3 at rank 32 takes 64×64: its three
     MMAs per product spill 16 bytes at 64×128. fp16/bf16 X with ``ieee`` FMA dots converts each X tile to
     fp32 in registers: at 64-row tiles every rank up to 64 spilled 208–456 bytes (``compile_report``,
-    Triton 3.9), so those take 32-row tiles (32×32 at rank 64).
+    Triton 3.9), so those take 32-row tiles (16×32 with 4 warps at rank 64). The choices were rechecked
+    with the split variants the wave rule (``occupancy.split_for_waves``) launches at the GPU preset's
+    shapes, under Triton 3.9 and 3.6.
     """
     block_k = min(k_pad, 64)
-    block_n = 128 if block_k <= 16 or (block_k == 32 and precision != "tf32x3") else 64
-    if block_k == 64 and precision != "tf32":
-        block_n = 32  # 64×64 in the W layout spilled 8 B (ieee) and 48 B (tf32x3) under Triton 3.6
-    if block_k == 32 and precision == "tf32" and x_itemsize < 4:
-        block_n = 64  # half X: 64×128 spilled 8 B in the W layout under Triton 3.6
-    block_m = 64
+    if block_k <= 16:
+        block_n = 64 if precision == "tf32" else 128  # tf32 64×128: 8 B of spills split, W layout (3.6)
+    elif block_k == 32:
+        # ieee with half X, and tf32, spilled 8–24 B at 64×128 split in the W layout (Triton 3.6)
+        block_n = 128 if precision == "ieee" and x_itemsize == 4 else 64
+    else:
+        block_n = 64 if precision == "tf32" else 32  # 64×64 in the W layout spilled 8 B (ieee), 48 B (tf32x3), 3.6
+    block_m, warps = 64, 8
     if precision == "ieee" and x_itemsize < 4:
         block_m = 32
-        block_n = 32 if block_k == 64 else block_n  # 32×64 at rank 64 still spilled 16 bytes (the W layout)
-    return MUConfig(block_m, block_n, block_k, num_warps=8, num_stages=3)
+        if block_k == 64:  # 32×32 split spilled 8–24 bytes (3.6 and 3.9), 16×32 at 8 warps too; 4 warps: 3 blocks
+            block_m, warps = 16, 4
+    return MUConfig(block_m, block_n, block_k, num_warps=warps, num_stages=3)
 
 
 # (block_m, block_n, num_warps) of the β kernel by padded rank, per dot precision; the comment gives the
-# most registers (or spilled bytes) over the IS / β=2 / general variants with fp16 or fp32 X.
+# most registers (or spilled bytes) over the IS / β=2 / general variants with fp16 or fp32 X, and the
+# resident blocks per SM (``occupancy.blocks_per_sm``). BLOCK_N sets W's traffic (k/BLOCK_N × X's bytes,
+# from L2), so two blocks per SM were sought by fewer warps or fewer rows at the same BLOCK_N: a second
+# block hides the first's synchronous epilogue. Searched with the compile report under Triton 3.9 and 3.6.
 _BETA_TILES = {
     "ieee": {
-        16: (32, 64, 8),  # 180 registers
+        16: (16, 64, 8),  # ≤ 94 registers, 2 blocks (32×64: 144–151 registers, 1 block; at 4 warps 8–24 B of spills)
         32: (16, 32, 8),  # 32×32: 8–16 bytes of spills for general β under Triton 3.6 (compile_report); 32×64: 32 B
         64: (16, 16, 4),  # 184 (32×32: 32–184 bytes of spills)
-        128: (16, 16, 8),  # 182
+        128: (16, 16, 8),  # 182; 1 block for general β and half X (4 warps spill 16–32 B; no smaller tile)
         256: (16, 16, 8),  # 8–24 bytes of spills, at the smallest tile tl.dot accepts
         512: (16, 16, 8),  # 24–72 bytes of spills
     },
     "tf32": {
-        16: (64, 64, 8),  # 255
-        32: (32, 64, 8),  # 179 (64×64: 16–80 bytes of spills)
-        64: (32, 64, 8),  # 171
-        128: (32, 64, 8),  # ≤ 8 bytes of spills
+        16: (32, 64, 8),  # ≤ 107 registers, 2 blocks (64×64: ≤ 255, 1 block; at 4 warps 16–32 B of spills)
+        32: (16, 64, 8),  # ≤ 136, 2 blocks (32×64: 1 block for IS in the W layout, 8 B of spills split with half X, 3.9)
+        64: (16, 64, 8),  # ≤ 122, 2 blocks (32×64: 139–161, 1 block; at 4 warps 16 B of spills under 3.9)
+        128: (32, 64, 8),  # ≤ 254, 1 block: every 64-column tile with 2 blocks spilled (288–888 B); 16×32 at
+        #                    4 warps fits 2 without spills, at twice W's traffic — for the GPU run to decide
         256: (16, 16, 8),  # 254 (32×32: 56 bytes of spills)
         512: (16, 16, 8),  # 650 bytes of spills: every tile spills at this rank
     },
     "tf32x3": {  # three MMAs per product: more registers than tf32
         16: (16, 64, 8),  # ≤ 119 registers under 3.6 and 3.9; 64×64 spilled 24 B (3.9), 32×64 and 32×32 8 B
-        32: (32, 32, 8),  # 32×64: ≤ 24 bytes of spills (KL under Triton 3.6: 8 B)
-        64: (32, 32, 8),  # 234 (32×64: 24–104 bytes of spills)
-        128: (16, 32, 8),  # 254 (32×64: 144–368 bytes of spills)
+        32: (32, 32, 8),  # ≤ 254, 1 block: 16×32 at 4 warps (2 blocks) spilled 8 B under both versions, 32×32 at 4 warps 16 B
+        64: (16, 32, 4),  # ≤ 168, 3 blocks (32×32 at 8 warps: ≤ 240, 1 block; at 4 warps 32 B of spills, 3.9)
+        128: (16, 32, 8),  # 254, 1 block (4 warps: 16–88 B of spills; 16×16 at 8 warps still 1 block)
         256: (16, 32, 8),  # 464 bytes of spills: every tile spills at this rank
         512: (16, 16, 8),
     },
@@ -308,12 +318,17 @@ def objective_config(m: int, n: int, k: int, device: torch.device, precision: st
     return objective_tiles(k_pad, precision)
 
 
-# The sparse KL kernel gathers a [BLOCK_NNZ, BLOCK_K] tile of rows of W per chunk of stored entries and
-# keeps it, and its products with h and q, in registers. At most SPARSE_TILE_ELEMENTS fp32 entries per
-# tile (BLOCK_NNZ = 8 at rank 512, 256 at rank 16), with one warp per 512 of them (16 per thread and tile):
-# offline sm_90 compiles of ranks 4–512 take 56–118 registers without spills, where 4 warps for a
-# 4096-entry tile (32 per thread) took 128–198 — fewer resident warps for a kernel bound by gather latency.
+# The sparse KL kernel gathers a [BLOCK_COLS, BLOCK_NNZ, BLOCK_K] tile of rows of W per chunk of stored
+# entries and keeps it, and its products with h and q, in registers. At most SPARSE_TILE_ELEMENTS fp32
+# entries per tile (BLOCK_NNZ = 4 at rank 512, 256 at rank 16 with one column), with one warp per 512 of
+# them (16 per thread and tile): offline sm_90 compiles of ranks 4–512 with one column per program took
+# 56–118 registers without spills, where 4 warps for a 4096-entry tile (32 per thread) took 128–198 — fewer
+# resident warps for a kernel bound by gather latency.
 SPARSE_TILE_ELEMENTS = 4096
+
+# Columns per program at most: beyond, a program's loop (to its longest column) wastes more masked lanes
+# on skewed columns than the extra columns save in launches.
+MAX_SPARSE_COLUMNS = 32
 
 
 def sparse_padded_rank(k: int) -> int:
@@ -325,18 +340,23 @@ def sparse_padded_rank(k: int) -> int:
 def sparse_kl_tiles(k_pad: int, mean_column_nnz: int) -> SparseMUConfig:
     """GPU tiles of the sparse KL kernel: the chunk follows the mean number of stored entries per column
     (a chunk much longer than the columns would be mostly masked lanes), from 16 up to the register budget
-    ``SPARSE_TILE_ELEMENTS // k_pad``; one warp per 512 tile entries (1 to 8 warps).
+    ``SPARSE_TILE_ELEMENTS // k_pad``; the rest of the budget goes to columns per program (up to
+    ``MAX_SPARSE_COLUMNS``); one warp per 512 tile entries (1 to 8 warps).
     Not timed yet (no GPU was available): the benchmark should confirm or replace them."""
     cap = max(1, SPARSE_TILE_ELEMENTS // k_pad)
+    if k_pad >= 512:
+        cap //= 2  # 8 entries × 512 with 8 warps spilled 8 bytes under Triton 3.9 (compile_check); 4 × 512 did not
     block_nnz = min(cap, max(16, triton.next_power_of_2(max(int(mean_column_nnz), 1))))
-    num_warps = max(1, min(8, (block_nnz * k_pad) // 512))
-    return SparseMUConfig(block_nnz, k_pad, num_warps=num_warps)
+    block_cols = max(1, min(MAX_SPARSE_COLUMNS, SPARSE_TILE_ELEMENTS // (block_nnz * k_pad)))
+    num_warps = max(1, min(8, (block_cols * block_nnz * k_pad) // 512))
+    return SparseMUConfig(block_nnz, k_pad, num_warps=num_warps, block_cols=block_cols)
 
 
 def mu_sparse_kl_config(nnz: int, n: int, k: int, device: torch.device) -> SparseMUConfig:
     """Config of the fused sparse KL update of H (k×n) from a sparse X with ``nnz`` stored entries."""
     k_pad = sparse_padded_rank(k)
     if interpreting():
-        # Chunks of 128 entries: the test columns (≤ 131 rows) take one or two chunks per program.
-        return SparseMUConfig(_INTERPRETER_BLOCK, k_pad)
+        # Chunks of 128 entries over 4 columns: the test columns (≤ 131 rows) take one or two chunks per
+        # program, and a column count that is not a multiple of 4 exercises the masked columns.
+        return SparseMUConfig(_INTERPRETER_BLOCK, k_pad, block_cols=4)
     return sparse_kl_tiles(k_pad, triton.cdiv(nnz, max(n, 1)))

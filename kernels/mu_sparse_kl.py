@@ -1,15 +1,16 @@
 """Fused KL (β = 1) multiplicative update of H for a sparse X (:class:`fastnmf.layouts.SparseMatrix`).
 
 For ``X (m×n) ≈ W (m×k) H (k×n)`` the KL update is ``H ← H ∘ Wᵀ(X / WH) / colsum(W)``. Only the stored
-entries of X contribute to the numerator (a zero of X adds 0 / (WH)_ij = 0), so one program per column j
-of X walks that column's stored entries in the column-major copy ``X.by_column`` (the CSR of Xᵀ: its row
-pointers are X's column pointers, its column indices the rows i), ``BLOCK_NNZ`` entries at a time:
+entries of X contribute to the numerator (a zero of X adds 0 / (WH)_ij = 0), so each program takes
+``BLOCK_COLS`` consecutive columns of X and walks their stored entries in the column-major copy
+``X.by_column`` (the CSR of Xᵀ: its row pointers are X's column pointers, its column indices the rows i),
+``BLOCK_NNZ`` entries of every column at a time:
 
-    w  = W[i, :]                      gathered rows of W, a [BLOCK_NNZ, BLOCK_K] tile (masked)
-    r  = Σ_k w ∘ h_j                  (WH)_ij at the stored entries: a row-wise reduction, no tl.dot
+    w  = W[i, :]                      gathered rows of W, a [BLOCK_COLS, BLOCK_NNZ, BLOCK_K] tile (masked)
+    r  = Σ_k w ∘ h_j                  (WH)_ij at the stored entries: a reduction over k, no tl.dot
     r  = max(r, eps_r)                the reconstruction floor of fastnmf.safeguard
-    q  = x / r
-    numerator += Σ_entries w ∘ q      Wᵀ(X / WH) for column j
+    q  = x / r                        (0 on padded lanes)
+    numerator_j += Σ_entries w ∘ q    Wᵀ(X / WH) for each column j of the program
 
 r and q live in registers only (no sampled values are stored: the torch sparse backend writes the SDDMM
 result, nnz values, and reads it back for the SpMM). The denominator ``colsum(W)`` is one k-vector, formed
@@ -25,14 +26,21 @@ GPU notes (this kernel has only run under the interpreter and been compiled offl
 
 - No tl.dot, so no minimum of 16 on any dimension; the rank is padded to a power of two ≥ 4
   (``configs.sparse_padded_rank``) because tl.arange needs powers of two.
-- The gathered [BLOCK_NNZ, BLOCK_K] fp32 tile and its two products must fit in registers. The config
-  keeps BLOCK_NNZ · BLOCK_K ≤ ``configs.SPARSE_TILE_ELEMENTS`` (4096: BLOCK_NNZ = 8 at rank 512), and
-  sizes BLOCK_NNZ by the mean number of entries per column so short columns do not run mostly masked.
-- The numerator is reduced over the entries of each chunk (a [BLOCK_K] accumulator) rather than kept as a
-  [BLOCK_NNZ, BLOCK_K] accumulator reduced once: half the registers, and most columns take one or two
-  chunks with the config's BLOCK_NNZ anyway.
-- One program per column (n up to 10⁵–10⁶ programs): work per program follows that column's entries, so
-  very skewed columns (power-law data) load-balance only through the number of programs.
+- The gathered fp32 tile and its two products must fit in registers: the config keeps
+  BLOCK_COLS · BLOCK_NNZ · BLOCK_K ≤ ``configs.SPARSE_TILE_ELEMENTS`` (4096), sizes BLOCK_NNZ by the mean
+  number of entries per column so short columns do not run mostly masked, and gives the rest of the
+  budget to columns: the W update of the GPU preset's 10⁶ × 10⁵ matrix (≈ 11 entries per row of X, which
+  it walks as columns) takes 8 rows of 16 entries per program at k = 32 where it took one row with 1–2
+  warps, and one warp per 512 tile entries.
+- Several columns make the [BLOCK_COLS, BLOCK_K] loads and stores of h contiguous along the columns when H
+  is row-major (the H update: column j of H alone is k values with stride n). Where the budget leaves one
+  column per program (long columns), that column's k scattered values are read and written once against
+  ≥ 16·k gathered values of W.
+- The numerator is reduced over the entries of each chunk (a [BLOCK_COLS, BLOCK_K] accumulator) rather
+  than kept per entry and reduced once: fewer registers, and most columns take one or two chunks.
+- A program's loop runs to its longest column, the shorter ones masked: work per program follows the
+  longest of BLOCK_COLS adjacent columns, and very skewed columns (power-law data) load-balance only
+  through the number of programs.
 """
 
 from __future__ import annotations
@@ -54,41 +62,45 @@ __all__ = ["mu_sparse_kl_update_h", "mu_sparse_kl_cost"]
 @triton.jit
 def _mu_sparse_kl_h_kernel(
     COL_PTR, ROW_IDX, VALUES, W, H, COLSUM, OUT,
-    K,
+    N, K,
     stride_wm, stride_wk, stride_hk, stride_hn, stride_ok, stride_on,
     eps_r, l1, l2, tiny, phi,
-    BLOCK_NNZ: tl.constexpr,  # stored entries per chunk
+    BLOCK_COLS: tl.constexpr,  # consecutive columns of X per program
+    BLOCK_NNZ: tl.constexpr,  # stored entries per column and chunk
     BLOCK_K: tl.constexpr,  # the padded rank: the whole rank is one tile
 ):
-    column = tl.program_id(0).to(tl.int64)
+    columns = tl.program_id(0).to(tl.int64) * BLOCK_COLS + tl.arange(0, BLOCK_COLS).to(tl.int64)
+    mask_c = columns < N
     offs_k = tl.arange(0, BLOCK_K)
     mask_k = offs_k < K
     offs_k64 = offs_k.to(tl.int64)
-    # ---- column j of H (k values) stays in registers for the whole loop over the column's entries
-    h = tl.load(H + offs_k64 * stride_hk + column * stride_hn, mask=mask_k, other=0.0)
-    start = tl.load(COL_PTR + column)
-    end = tl.load(COL_PTR + column + 1)
-    numerator = tl.zeros((BLOCK_K,), dtype=tl.float32)
+    mask_h = mask_c[:, None] & mask_k[None, :]
+    # ---- the program's columns of H, a [BLOCK_COLS, BLOCK_K] tile in registers for the whole loop
+    h = tl.load(H + columns[:, None] * stride_hn + offs_k64[None, :] * stride_hk, mask=mask_h, other=0.0)
+    start = tl.load(COL_PTR + columns, mask=mask_c, other=0)
+    end = tl.load(COL_PTR + columns + 1, mask=mask_c, other=0)
+    longest = tl.max(end - start, axis=0)
+    numerator = tl.zeros((BLOCK_COLS, BLOCK_K), dtype=tl.float32)
 
-    # ---- the stored entries of column j, BLOCK_NNZ at a time (none for an empty column: numerator 0)
-    for first in range(start, end, BLOCK_NNZ):
-        entries = first + tl.arange(0, BLOCK_NNZ)
-        mask_e = entries < end
+    # ---- chunk c holds entries c·BLOCK_NNZ … of every column of the program; the loop runs to the longest
+    for offset in range(0, longest, BLOCK_NNZ):
+        entries = start[:, None] + offset + tl.arange(0, BLOCK_NNZ)[None, :]  # [BLOCK_COLS, BLOCK_NNZ]
+        mask_e = entries < end[:, None]
         rows = tl.load(ROW_IDX + entries, mask=mask_e, other=0).to(tl.int64)
-        # Padded entries read x = 0, so q = 0 and they add nothing; their w is 0 as well.
         x = tl.load(VALUES + entries, mask=mask_e, other=0.0).to(tl.float32)
         # Gathered rows of W: contiguous k-vectors when W is row-major (the launcher sees to it).
-        w = tl.load(W + rows[:, None] * stride_wm + offs_k64[None, :] * stride_wk,
-                    mask=mask_e[:, None] & mask_k[None, :], other=0.0)
-        r = tl.sum(w * h[None, :], axis=1)  # (WH)_ij at the stored entries, registers only
+        w = tl.load(W + rows[:, :, None] * stride_wm + offs_k64[None, None, :] * stride_wk,
+                    mask=mask_e[:, :, None] & mask_k[None, None, :], other=0.0)
+        r = tl.sum(w * h[:, None, :], axis=2)  # (WH)_ij at the stored entries, registers only
         r = floor_keeping_nan(r, eps_r)
-        q = x / r
-        numerator += tl.sum(w * q[:, None], axis=0)
+        # Padded lanes add nothing, even at eps_r = 0 where their 0 / 0 would be NaN.
+        q = tl.where(mask_e, x / r, 0.0)
+        numerator += tl.sum(w * q[:, :, None], axis=1)
 
     # ---- epilogue: denominator colsum(W) (+ l1, + l2·h), safeguarded ratio, multiply, factor floor
     denominator = tl.load(COLSUM + offs_k, mask=mask_k, other=0.0)
-    h_new = mu_epilogue(h, numerator, denominator, 1.0, l1, l2, tiny, phi, False)
-    tl.store(OUT + offs_k64 * stride_ok + column * stride_on, h_new, mask=mask_k)
+    h_new = mu_epilogue(h, numerator, denominator[None, :], 1.0, l1, l2, tiny, phi, False)
+    tl.store(OUT + columns[:, None] * stride_on + offs_k64[None, :] * stride_ok, h_new, mask=mask_h)
 
 
 # Hopper's L2 (50 MB on the H100/H200): a gathered factor larger than this is fetched from HBM per gather.
@@ -156,12 +168,13 @@ def mu_sparse_kl_update_h(
         W = W.contiguous()
     pattern = X.by_column
     with launch.on_device(W.device):  # the kernel runs on its tensors' GPU, not the current one
-        _mu_sparse_kl_h_kernel[(n,)](
+        _mu_sparse_kl_h_kernel[(triton.cdiv(n, cfg.block_cols),)](
             pattern.crow_indices(), _non_empty(pattern.col_indices()), _non_empty(pattern.values()),
             _non_empty(W), H, colsum, out,
-            k,
+            n, k,
             *W.stride(), *H.stride(), *out.stride(),
             eps_r, l1, l2, denominator_floor(torch.float32), factor_floor(torch.float32),
+            BLOCK_COLS=cfg.block_cols,
             BLOCK_NNZ=cfg.block_nnz,
             BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps,

@@ -1,7 +1,7 @@
 """The fused sparse KL kernel (fastnmf.kernels.mu_sparse_kl) against the dense autograd reference.
 
 One step, fp32, 1e-5 relative to max|ref| (docs/kernels.md, section "The Triton interpreter"). Under the
-interpreter every program (one per column of X) runs in Python, ~5–10 ms each: the shapes stay small.
+interpreter every program (a few columns of X) runs in Python, ~5–10 ms each: the shapes stay small.
 """
 
 import numpy as np
@@ -135,6 +135,28 @@ def test_several_chunks_per_column_with_a_masked_remainder(side):
 
 
 @pytest.mark.parametrize("side", ["H", "W"])
+def test_several_columns_per_program_of_unequal_lengths(side):
+    # 8 columns per program over 37 columns (a masked remainder of 5) and 61 rows (the W side: 8 rows of X
+    # per program, 7 of them in the last); one dense column and one dense row make a program's loop run
+    # far past its other columns' ends, which must add nothing.
+    X, W, H = sparse_problem(61, 37, 7, zero_fraction=0.8, seed=5)
+    X[:, 9] = torch.rand(61) + 0.5
+    X[12, :] = torch.rand(37) + 0.5
+    config = SparseMUConfig(block_nnz=4, block_k=8, num_warps=1, block_cols=8)
+    check_against_reference(X, W, H, side, l1=0.1, config=config)
+
+
+def test_padded_lanes_add_nothing_at_a_zero_reconstruction_floor():
+    # eps_r = 0 is allowed: a padded lane's r is 0 there, and its 0 / 0 must not reach the numerator.
+    X, W, H = sparse_problem(20, 11, 3, zero_fraction=0.5, seed=6)
+    expected = reference_update(X, W, H, beta=1.0, side="H", eps_r=0.0)
+    got = mu_sparse_kl_update_h(as_sparse(X), W, H, eps_r=0.0,
+                                config=SparseMUConfig(block_nnz=16, block_k=4, num_warps=1, block_cols=4))
+    assert torch.isfinite(got).all()
+    assert relative_error(got, expected) <= 1e-5
+
+
+@pytest.mark.parametrize("side", ["H", "W"])
 def test_fp16_values(side):
     X, W, H = sparse_problem(50, 33, 6, seed=4)
     check_against_reference(X, W, H, side, values_dtype=torch.float16, l1=0.05)
@@ -208,8 +230,15 @@ def test_gpu_tiles_respect_the_register_budget():
         for mean_nnz in (1, 10, 100, 10_000):
             tiles = sparse_kl_tiles(k_pad, mean_nnz)
             assert tiles.block_k == k_pad
-            assert tiles.block_nnz * k_pad <= 4096 and 1 <= tiles.num_warps <= 8
+            assert tiles.block_cols * tiles.block_nnz * k_pad <= 4096 and 1 <= tiles.num_warps <= 8
+            assert tiles.block_cols * tiles.block_nnz * k_pad >= min(2048 if k_pad == 512 else 4096, 16 * k_pad)
     assert sparse_kl_tiles(16, 3).block_nnz == 16 and sparse_kl_tiles(16, 100).block_nnz == 128
+    # The GPU preset's W update (10⁶ × 10⁵, 1.1·10⁷ entries: 11 per row of X) at k = 32: 8 rows of 16
+    # entries per program and 8 warps, where one row per program took 1 warp.
+    assert sparse_kl_tiles(32, 11) == SparseMUConfig(block_nnz=16, block_k=32, num_warps=8, block_cols=8)
+    # Its H update (110 entries per column): one column of 128 entries.
+    assert sparse_kl_tiles(32, 110) == SparseMUConfig(block_nnz=128, block_k=32, num_warps=8, block_cols=1)
+    assert sparse_kl_tiles(4, 1).block_cols == 32  # the cap on columns per program
     if not HAS_CUDA:  # the interpreter gets one config, whatever the pattern; the rank tile covers k
         assert mu_sparse_kl_config(10, 5, 5, DEVICE) == mu_sparse_kl_config(10_000, 5, 5, DEVICE)
         assert mu_sparse_kl_config(10, 5, 5, DEVICE).block_k == 8
