@@ -265,14 +265,19 @@ def hals_tiles(k_pad: int) -> HALSConfig:
 
 def hals_sweep_config(n: int, k: int, device: torch.device) -> HALSConfig:
     """Config of the HALS sweep over the rows of H (k×n): the column block shrinks (down to 16 columns)
-    until ~2 waves of programs fill the GPU, since each program runs the whole sweep alone."""
+    until the programs fill every resident slot of the GPU once (the block's residency as its launches
+    reported it, ``occupancy``; 2 per SM before), since each program runs the whole sweep alone."""
     k_pad = padded_rank(k)
     if interpreting():
         return HALSConfig(_INTERPRETER_BLOCK, k_pad)
     tiles = hals_tiles(k_pad)
-    target = 2 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+    def slots(block_n):
+        return occupancy.resident_blocks(occupancy.variant_key("hals_sweep", device, replace(tiles, block_n=block_n))) * sms
+
     block_n = tiles.block_n
-    while block_n > 16 and triton.cdiv(n, block_n) < target:
+    while block_n > 16 and triton.cdiv(n, block_n) < slots(block_n):
         block_n //= 2
     return replace(tiles, block_n=block_n)
 

@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 
 from ..safeguard import factor_floor, hals_step_sizes
-from . import launch
+from . import launch, occupancy
 from .configs import MAX_HALS_RANK, HALSConfig, hals_sweep_config, interpreting, padded_rank
 from .launch import check_scalar
 from .tile_ops import floor_keeping_nan, tile_pointers
@@ -196,7 +196,7 @@ def hals_sweeps(
     if l2:
         B = B + l2 * torch.eye(k, dtype=B.dtype, device=B.device)  # B' (k×k), as the torch sweep
     with launch.on_device(H.device):  # the kernel runs on its tensors' GPU, not the current one
-        _hals_sweep_kernel[(programs,)](
+        compiled = _hals_sweep_kernel[(programs,)](
             H, A, B, steps, out, sweeps,
             n, k, max_sweeps,
             *H.stride(), *A.stride(), *B.stride(), *out.stride(),
@@ -206,4 +206,5 @@ def hals_sweeps(
             BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps,
         )
+    occupancy.remember(occupancy.variant_key("hals_sweep", H.device, cfg), compiled, H.device)
     return out, sweeps

@@ -138,3 +138,27 @@ def test_a_launch_teaches_the_next_config_its_residency(monkeypatch, module, nam
     update(X, W, H)
     assert grids[-1] == (columns, expected_split(132))
     assert expected_split(132) != assumed_split
+
+
+def test_the_hals_column_block_follows_the_learned_residency(monkeypatch):
+    from fastnmf.kernels import hals
+
+    grids = []
+    monkeypatch.setattr(configs, "interpreting", lambda: False)
+    monkeypatch.setattr(configs, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(occupancy, "_RESIDENT", {})
+    monkeypatch.setattr(hals, "_hals_sweep_kernel", _Recorder(grids))
+    k, n = 16, 20000
+    H, A, B = torch.rand(k, n), torch.rand(k, n), torch.eye(k) + 0.1
+    hals.hals_sweeps(H, A, B, max_sweeps=2)
+    tiles = configs.hals_tiles(16)
+    assert grids[-1] == (triton_cdiv(n, 64),)  # 128 columns: 157 programs < 264 slots; 64: 313
+    # One resident block per SM at 128 columns (as a launch there would report): 157 ≥ 132, no shrinking.
+    occupancy._RESIDENT[occupancy.variant_key("hals_sweep", H.device, tiles)] = 1
+    hals.hals_sweeps(H, A, B, max_sweeps=2)
+    assert grids[-1] == (triton_cdiv(n, tiles.block_n),)
+
+
+def triton_cdiv(a, b):
+    return -(-a // b)
