@@ -11,6 +11,7 @@ Examples::
     python -m bench --distributed 4 --table distributed.md   # fastnmf.distributed on 1, 2, 4 gloo ranks
     python -m bench --streaming --table streaming.md         # a 4 GiB memmap streamed; MiniBatchNMF vs sklearn
     python -m bench --ensemble --table ensemble.md           # replicates × ranks batched vs one by one
+    python -m bench --ensemble-kl-layouts --table kl.md      # KL batches: one after another vs bmm stacks
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                         "fits one by one and scikit-learn's one by one (bench/ensemble.py)")
     parser.add_argument("--ensemble-bf16", action="store_true",
                         help="with --ensemble: the KL row only, fastnmf with precision='bf16'")
+    parser.add_argument("--ensemble-kl-layouts", action="store_true",
+                        help="instead of the providers: KL MU for replicates × k 5–9 one after another against bmm "
+                        "stacks per rank and padded to one rank (bench/ensemble_kl_layouts.py)")
     parser.add_argument("--streaming", action="store_true",
                         help="instead of the providers: an out-of-core fit of a memmap written to disk beside the "
                         "in-memory fit, and MiniBatchNMF against scikit-learn's (bench/streaming.py)")
@@ -141,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
         ensemble.run(out=args.out, table=args.table, wait_quiet_s=args.wait_quiet,
                      rows=ensemble.KL_BF16 if args.ensemble_bf16 else ensemble.ROWS)
+        return 0
+    if args.ensemble_kl_layouts:
+        from . import ensemble_kl_layouts
+
+        ensemble_kl_layouts.run(out=args.out, table=args.table, wait_quiet_s=args.wait_quiet, device=args.device or "cpu")
         return 0
     if args.streaming:
         from . import streaming

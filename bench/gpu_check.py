@@ -27,7 +27,7 @@ Sections (docs/kernels.md, "GPU validation"):
 7. ``fits`` — whole fits at each precision (loss histories, n_iter) beside the torch backend;
 8. ``distributed`` — one rank of ``fastnmf.distributed`` (NCCL) with the Triton local step, against the
    single-process fit;
-9. ``ensemble`` — ``fit_ensemble`` batched against the same fits one by one;
+9. ``ensemble`` — ``fit_ensemble`` batched against the same fits one by one, and the KL batch layouts;
 10. ``streamed`` — a host-resident X streamed to the GPU in chunks, against the in-memory fit;
 11. ``interpreter_tests`` — the kernel tests the CPU runs under the interpreter, compiled here (last: it
     compiles every variant they use).
@@ -509,9 +509,18 @@ def section_ensemble(ctx) -> dict:
                 worst = max(worst, _relative_error(torch.as_tensor(ensemble.H(k, r)), H))
         _sync(device)
         alone_s = time.perf_counter() - started
+    # KL batches (each problem its own reconstruction): one after another, bmm stacks per rank, or padded to
+    # one rank (bench/ensemble_kl_layouts.py; on the 2-core CPU one after another won, 1.6× ahead of bmm).
+    from . import ensemble_kl_layouts
+
+    layouts = ensemble_kl_layouts.run(shape=(m, n), ks=tuple(ranks), replicates=replicates, iters=10, repeats=2,
+                                      device=device, echo=False)
+    kl_layouts = {r["layout"]: {"seconds": r["seconds"], "speed_vs_one_after_another": r["speed_vs_one_after_another"],
+                                "max_relative_difference": r["max_relative_difference"]} for r in layouts}
     return {"shape": [m, n], "ranks": list(ranks), "replicates": replicates, "batched_s": batched_s,
             "one_by_one_s": alone_s, "speedup": alone_s / batched_s, "same_n_iter": bool(same_n_iter),
-            "max_relative_difference_H": worst, "ok": bool(same_n_iter) and worst < 1e-3}
+            "max_relative_difference_H": worst, "kl_layouts": kl_layouts,
+            "ok": bool(same_n_iter) and worst < 1e-3 and all(v["max_relative_difference"] < 1e-3 for v in kl_layouts.values())}
 
 
 def section_streamed(ctx) -> dict:

@@ -297,3 +297,21 @@ def test_ensemble_benchmark_compares_every_row_with_its_single_fits(tmp_path):
     assert "| 2 | hals (cd) | 120×40 float32 | 2–3 | 4 | 8 |" in table.read_text()
     assert records[0]["stacked_bytes"] == 4 * (4 * 5 * 160 + 2 * 4 * 5 * 120 + 120 * 40)
     assert records[2]["stacked_bytes"] is None  # KL: no stacks
+
+
+def test_kl_layout_benchmark_runs_the_same_updates_three_ways(tmp_path):
+    """``python -m bench --ensemble-kl-layouts`` at a tiny size: the three layouts agree (the padded
+    components stay zero) and every record has its timing."""
+    from bench import ensemble_kl_layouts
+
+    out, table = tmp_path / "kl.jsonl", tmp_path / "kl.md"
+    records = ensemble_kl_layouts.run(shape=(40, 30), ks=(2, 4), replicates=3, iters=5, repeats=1, out=str(out),
+                                      table=str(table))
+    assert [r["layout"] for r in records] == list(ensemble_kl_layouts.LAYOUTS)
+    assert all(r["max_relative_difference"] < 1e-5 and r["seconds"] > 0 for r in records)
+    assert records[0]["speed_vs_one_after_another"] == 1.0
+    assert len(out.read_text().splitlines()) == 3 and "| bmm padded |" in table.read_text()
+    # Six more iterations from the same starts move the factors: the layouts are not compared at the start.
+    X, starts = ensemble_kl_layouts._problems((40, 30), (2,), 1)
+    moved = ensemble_kl_layouts.one_after_another(X, starts, 6)[2, 0]
+    assert float((moved - starts[2][0][0]).abs().max()) > 1e-3
