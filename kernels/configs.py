@@ -170,9 +170,9 @@ def frobenius_tiles(k_pad: int, precision: str, x_itemsize: int = 4) -> MUConfig
     """GPU tiles of the Frobenius kernel and of ``WᵀX`` (``split_m`` left at 1).
 
     The rank tile stops at 64: at 128 every tile spills and needs 240–290 KB of shared memory with three
-    stages (the H100 has 227 KB). Spill-free: 64×128 tiles up to rank 32 (ieee ≤ 128 registers, tf32
-    ≤ 196), 64×64 above (ieee ≤ 156, tf32 ≤ 184, tf32x3 ≤ 246). tf32x3 at rank 32 takes 64×64: its three
-    MMAs per product spill 16 bytes at 64×128. fp16/bf16 X with ``ieee`` FMA dots converts each X tile to
+    stages (the H100 has 227 KB). 64×128 tiles for ieee and tf32x3 at rank 16 and for ieee with fp32 X at
+    rank 32; 64×64 for tf32 up to rank 64 and for tf32x3 at rank 32 (its three MMAs per product spill 16
+    bytes at 64×128); 64×32 for ieee and tf32x3 at rank 64. fp16/bf16 X with ``ieee`` FMA dots converts each X tile to
     fp32 in registers: at 64-row tiles every rank up to 64 spilled 208–456 bytes (``compile_report``,
     Triton 3.9), so those take 32-row tiles (16×32 with 4 warps at rank 64). The choices were rechecked
     with the split variants the wave rule (``occupancy.split_for_waves``) launches at the GPU preset's
@@ -204,13 +204,13 @@ _BETA_TILES = {
         16: (16, 64, 8),  # ≤ 94 registers, 2 blocks (32×64: 144–151 registers, 1 block; at 4 warps 8–24 B of spills)
         32: (16, 32, 8),  # 32×32: 8–16 bytes of spills for general β under Triton 3.6 (compile_report); 32×64: 32 B
         64: (16, 16, 4),  # 184 (32×32: 32–184 bytes of spills)
-        128: (16, 16, 8),  # 182; 1 block for general β and half X (4 warps spill 16–32 B; no smaller tile)
+        128: (16, 16, 8),  # ≤ 255, 1 block for general β and half X (4 warps spill 16–32 B; no smaller tile)
         256: (16, 16, 8),  # 8–24 bytes of spills, at the smallest tile tl.dot accepts
         512: (16, 16, 8),  # 24–72 bytes of spills
     },
     "tf32": {
         16: (32, 64, 8),  # ≤ 107 registers, 2 blocks (64×64: ≤ 255, 1 block; at 4 warps 16–32 B of spills)
-        32: (16, 64, 8),  # ≤ 136, 2 blocks (32×64: 1 block for IS in the W layout, 8 B of spills split with half X, 3.9)
+        32: (16, 64, 8),  # ≤ 106, 2 blocks (32×64: 1 block for IS in the W layout, 8 B of spills split with half X, 3.9)
         64: (16, 64, 8),  # ≤ 122, 2 blocks (32×64: 139–161, 1 block; at 4 warps 16 B of spills under 3.9)
         128: (32, 64, 8),  # ≤ 254, 1 block: every 64-column tile with 2 blocks spilled (288–888 B); 16×32 at
         #                    4 warps fits 2 without spills, at twice W's traffic — for the GPU run to decide
@@ -220,8 +220,8 @@ _BETA_TILES = {
     "tf32x3": {  # three MMAs per product: more registers than tf32
         16: (16, 64, 8),  # ≤ 119 registers under 3.6 and 3.9; 64×64 spilled 24 B (3.9), 32×64 and 32×32 8 B
         32: (32, 32, 8),  # ≤ 254, 1 block: 16×32 at 4 warps (2 blocks) spilled 8 B under both versions, 32×32 at 4 warps 16 B
-        64: (16, 32, 4),  # ≤ 168, 3 blocks (32×32 at 8 warps: ≤ 240, 1 block; at 4 warps 32 B of spills, 3.9)
-        128: (16, 32, 8),  # 254, 1 block (4 warps: 16–88 B of spills; 16×16 at 8 warps still 1 block)
+        64: (16, 32, 4),  # ≤ 171, 2–3 blocks (32×32 at 8 warps: ≤ 240, 1 block; at 4 warps 32 B of spills, 3.9)
+        128: (16, 32, 8),  # ≤ 243, 1 block (4 warps: 16–88 B of spills; 16×16 at 8 warps still 1 block)
         256: (16, 32, 8),  # 464 bytes of spills: every tile spills at this rank
         512: (16, 16, 8),
     },
