@@ -315,3 +315,24 @@ def test_kl_layout_benchmark_runs_the_same_updates_three_ways(tmp_path):
     X, starts = ensemble_kl_layouts._problems((40, 30), (2,), 1)
     moved = ensemble_kl_layouts.one_after_another(X, starts, 6)[2, 0]
     assert float((moved - starts[2][0][0]).abs().max()) > 1e-3
+
+
+def test_kl_solver_candidates_decrease_the_loss_and_dna_is_never_worse_than_mu_per_column():
+    """``python -m bench.kl_solvers`` at a tiny size: every candidate lowers KL, and each column of a DNA
+    half-update is at most MU's (it keeps the better of the two per column)."""
+    import torch
+
+    from bench import kl_solvers
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.poisson(torch.rand(40, 3, generator=g) @ torch.rand(3, 30, generator=g) * 5)
+    W0, H0 = torch.rand(40, 3, generator=g) + 0.1, torch.rand(3, 30, generator=g) + 0.1
+    start = kl_solvers._kl(X, W0, H0)
+    records = kl_solvers.run(seconds=0.05, check_every=2, data=(X, W0, H0, 0.5 * start))
+    assert [r["solver"] for r in records] == list(kl_solvers.SOLVERS)
+    assert all(0 < r["final_over_reference"] < 2.0 and r["iterations"] >= 2 for r in records)
+    colsum = W0.sum(0)[:, None]
+    mu = kl_solvers._column_objective(X, W0, kl_solvers.mu_update(X, W0, H0), colsum)
+    dna = kl_solvers._column_objective(X, W0, kl_solvers.dna_update(X, W0, H0), colsum)
+    assert torch.all(dna <= mu + 1e-9 * mu.abs())
+    assert torch.all(mu < kl_solvers._column_objective(X, W0, H0, colsum))
