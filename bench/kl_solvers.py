@@ -98,7 +98,6 @@ def run(problem="poisson-kl-4000x2000-k32", seconds=20.0, check_every=5, solvers
     reference) replaces the bench problem (tests)."""
     from .environment import describe
 
-    torch.set_grad_enabled(False)
     if data is None:
         from . import problems, references
 
@@ -111,7 +110,8 @@ def run(problem="poisson-kl-4000x2000-k32", seconds=20.0, check_every=5, solvers
     environment = describe(torch.device("cpu"))
     records = []
     for name in solvers:
-        result = _fit(SOLVERS[name], X, W0.clone(), H0.clone(), seconds, reference, check_every)
+        with torch.no_grad():  # a local switch: a global one would leak into the caller (the tests' autograd)
+            result = _fit(SOLVERS[name], X, W0.clone(), H0.clone(), seconds, reference, check_every)
         records.append({"solver": name, "problem": problem, "reference": reference, **result,
                         "environment": environment})
         print(f"{name}: {result['iterations']} iterations, {result['ms_per_iteration']:.1f} ms each; 1.01× after "
