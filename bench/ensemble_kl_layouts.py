@@ -18,7 +18,6 @@ Each timing is the fastest of ``repeats`` interleaved runs; the final factors of
 from __future__ import annotations
 
 import json
-import time
 
 __all__ = ["run"]
 
@@ -98,21 +97,16 @@ def bmm_padded(X, starts, iters):
 LAYOUTS = {"one after another": one_after_another, "bmm per rank": bmm_per_rank, "bmm padded": bmm_padded}
 
 
-def _synchronize(device):
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, iters=20, repeats=3, wait_quiet_s=0.0, out=None,
         table=None, device="cpu", echo=True) -> list[dict]:
     import torch
 
+    from .clock import make_timer
     from .environment import describe
     from .machine import wait_until_quiet
 
     device = torch.device(device)
+    timer = make_timer(device)  # CUDA events on a GPU, perf_counter on the CPU
     X, starts = _problems(shape, ks, replicates, device=device)
     waited = wait_until_quiet(wait_quiet_s) if wait_quiet_s > 0 and device.type == "cpu" else 0.0
     environment = describe(device)
@@ -121,11 +115,9 @@ def run(shape=(2000, 500), ks=(5, 6, 7, 8, 9), replicates=20, iters=20, repeats=
     times, results = {name: [] for name in LAYOUTS}, {}
     for _ in range(repeats):
         for name, layout in LAYOUTS.items():
-            _synchronize(device)
-            start = time.perf_counter()
+            timer.start()
             results[name] = layout(X, starts, iters)
-            _synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timer.stop())
     reference = results["one after another"]
     agreement = {name: max(float((got[key] - reference[key]).abs().max() / reference[key].abs().max())
                            for key in reference) for name, got in results.items()}

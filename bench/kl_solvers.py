@@ -33,8 +33,12 @@ NEWTON_FLOOR = 1e-12  # a Newton step never sets an entry to 0: MU could not mov
 
 def _column_objective(X, W, H, colsum):
     """``(Wᵀ1)·h_j − Σ_i x_ij log (W h_j)_i`` per column j (float64 sums of float32 columns)."""
-    V = torch.matmul(W, H).clamp_min_(EPS)
-    return (colsum * H).sum(0).double() - (X * torch.log_(V)).sum(0).double()
+    return _column_objective_at(X, torch.matmul(W, H).clamp_min_(EPS), H, colsum)
+
+
+def _column_objective_at(X, V, H, colsum):
+    """:func:`_column_objective` from the floored reconstruction ``V = WH`` (left unchanged)."""
+    return (colsum * H).sum(0).double() - (X * torch.log(V)).sum(0).double()
 
 
 def mu_update(X, W, H):
@@ -62,8 +66,7 @@ def dna_update(X, W, H):
 
 def dna_vs_current_update(X, W, H):
     V, colsum, H_mu, H_newton = _newton_terms(X, W, H)
-    current = (colsum * H).sum(0).double() - (X * torch.log(V)).sum(0).double()
-    better = _column_objective(X, W, H_newton, colsum) < current
+    better = _column_objective(X, W, H_newton, colsum) < _column_objective_at(X, V, H, colsum)
     return torch.where(better[None, :], H_newton, H_mu)
 
 

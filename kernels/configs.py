@@ -143,6 +143,11 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+def _sms(device: torch.device) -> int:
+    """The SM count of ``device`` (the current CUDA device when it has no index)."""
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def _split_for_occupancy(device: torch.device, m: int, programs: int, block_m: int, key: tuple) -> int:
     """How many programs share the m loop of one column tile, so that the waves of the grid keep the GPU
     busy (``occupancy.split_for_waves``): the slots are the resident blocks per SM of the variant under
@@ -151,7 +156,7 @@ def _split_for_occupancy(device: torch.device, m: int, programs: int, block_m: i
     Each split keeps ≥ 4 row tiles, so the partial sums it writes (k × BLOCK_N fp32) stay small next to
     the X it streams (≥ 4·BLOCK_M × BLOCK_N).
     """
-    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    sms = _sms(device)
     slots = occupancy.resident_blocks(key) * sms
     most = max(1, m // (4 * block_m))
     return occupancy.split_for_waves(programs, slots, most)
@@ -271,7 +276,7 @@ def hals_sweep_config(n: int, k: int, device: torch.device) -> HALSConfig:
     if interpreting():
         return HALSConfig(_INTERPRETER_BLOCK, k_pad)
     tiles = hals_tiles(k_pad)
-    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    sms = _sms(device)
 
     def slots(block_n):
         return occupancy.resident_blocks(occupancy.variant_key("hals_sweep", device, replace(tiles, block_n=block_n))) * sms

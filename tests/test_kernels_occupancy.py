@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import triton
 
 from fastnmf.kernels import configs, gemm, mu_beta, mu_finalize, mu_frobenius, occupancy
 from fastnmf.kernels.launch import split_rows
@@ -153,12 +154,8 @@ def test_the_hals_column_block_follows_the_learned_residency(monkeypatch):
     H, A, B = torch.rand(k, n), torch.rand(k, n), torch.eye(k) + 0.1
     hals.hals_sweeps(H, A, B, max_sweeps=2)
     tiles = configs.hals_tiles(16)
-    assert grids[-1] == (triton_cdiv(n, 64),)  # 128 columns: 157 programs < 264 slots; 64: 313
+    assert grids[-1] == (triton.cdiv(n, 64),)  # 128 columns: 157 programs < 264 slots; 64: 313
     # One resident block per SM at 128 columns (as a launch there would report): 157 ≥ 132, no shrinking.
     occupancy._RESIDENT[occupancy.variant_key("hals_sweep", H.device, tiles)] = 1
     hals.hals_sweeps(H, A, B, max_sweeps=2)
-    assert grids[-1] == (triton_cdiv(n, tiles.block_n),)
-
-
-def triton_cdiv(a, b):
-    return -(-a // b)
+    assert grids[-1] == (triton.cdiv(n, tiles.block_n),)

@@ -16,8 +16,7 @@ from typing import Callable
 import torch
 
 __all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "TORCH_PRECISIONS", "PRECISION_NAMES",
-           "interpreting",
-           "triton_available"]
+           "interpreting", "triton_available"]
 
 #: what users pass as ``backend=``.
 BACKEND_NAMES = ("auto", "torch", "triton")
