@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "never unpickled.")
     fit.add_argument("data", help="the matrix file (or a 10x folder)")
     _add_model_options(fit, k=10, max_iter=200)
-    fit.add_argument("--solver", default="auto", choices=["auto", "mu", "hals"])
+    fit.add_argument("--solver", default="auto", choices=["auto", "mu", "hals", "newton"])
     fit.add_argument("--out", help="output: an .npz with W and H (and the row/column names of a 10x folder), or for "
                      ".h5ad input an .h5ad (default: DATA's name + .nmf.npz / .nmf.h5ad in the current folder); "
                      "never the input file")

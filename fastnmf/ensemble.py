@@ -163,7 +163,8 @@ def fit_ensemble(X, n_components, n_replicates: int, *, beta_loss="frobenius", s
         raise ValueError(f"Invalid init={init!r}: an ensemble's replicates are random restarts (init='random').")
     beta = parse_beta_loss(beta_loss)
     if solver not in ("mu", "hals") or not supports(solver, beta):
-        raise ValueError(f"Invalid solver={solver!r} for beta_loss={beta_loss!r}: 'mu' (any β) or 'hals' (β = 2).")
+        raise ValueError(f"Invalid solver={solver!r} for beta_loss={beta_loss!r}: an ensemble runs 'mu' (any β) or "
+                         "'hals' (β = 2).")
     skip = {(int(k), int(r)) for k, r in skip}
     seeds = {(k, r): replicate_seed(random_state, k, r) for k in ranks for r in range(n_replicates) if (k, r) not in skip}
     # What a checkpoint records to resume with (JSON: plain ints and strings).

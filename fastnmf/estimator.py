@@ -56,10 +56,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None
         None: "nndsvda" if k ≤ min(n_samples, n_features), else "random" (scikit-learn's default). The same
         ``random_state`` gives exactly scikit-learn's starting point.
-    solver : {"auto", "mu", "hals"}
+    solver : {"auto", "mu", "hals", "newton"}
         "mu": multiplicative updates (Lee & Seung; Févotte & Idier's exponent for β outside [1, 2]), any β.
         "hals": accelerated hierarchical ALS (coordinate descent; Cichocki & Phan 2009, Gillis & Glineur
-        2012), Frobenius only, unweighted. "auto": "hals" for the unweighted Frobenius loss, else "mu".
+        2012), Frobenius only, unweighted. "newton": diagonalized Newton (Van hamme 2013), per column the
+        Newton step where it lowers the objective, else the MU step; Kullback-Leibler only, dense, sparse or
+        weighted X in memory (two passes over X per half-update). "auto": "hals" for the unweighted
+        Frobenius loss, else "mu".
     beta_loss : "frobenius", "kullback-leibler", "itakura-saito" or a real number
         "frobenius" is ½‖X − WH‖².
     tol : float ≥ 0

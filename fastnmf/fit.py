@@ -18,11 +18,12 @@ from .backends import check_solver, resolve_backend, resolve_solver
 from .errors import FitInterrupted
 from .init import default_init, initialize
 from .layouts import WeightedMatrix, as_layout
+from .layouts.streamed import StreamedMatrix
 from .losses import parse_beta_loss
 from .penalties import Penalties
 from .safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
 from .scaling import choose_scaling
-from .solvers import Problem, SolverResult, solve, supports
+from .solvers import Problem, SolverResult, check_loss, solve
 from .streaming import ChunkReadError, should_stream, streamed_input
 from .validation import InputKind, as_tensor, check_factor
 from .weights import weighted_data
@@ -69,12 +70,8 @@ def fit_factorization(
     p = options._validated_params()
     beta = parse_beta_loss(p["beta_loss"])
     solver = p["solver"]
-    if solver != "auto" and not supports(solver, beta):
-        raise ValueError(
-            f"solver='hals' minimizes the Frobenius loss only (beta_loss=2), got beta_loss={p['beta_loss']!r}; "
-            "use solver='mu' (or 'auto') for other losses."
-        )
-    if weights is not None:
+    check_loss(solver, beta, p["beta_loss"])
+    if weights is not None or p["missing_values"] is not None:
         check_solver(solver, WeightedMatrix)
     if not isinstance(update_H, bool):
         raise ValueError(f"Invalid update_H={update_H!r}: expected True or False.")
@@ -88,6 +85,7 @@ def fit_factorization(
         if weighted:
             raise ValueError("Entry weights and missing_values cannot be streamed yet: pass X in memory (without "
                              "chunk_rows / memory_budget) to fit with weights.")
+        check_solver(solver, StreamedMatrix)  # before the pass that validates X
         X, kind = streamed_input(X, p, beta)  # one pass: validates the values, measures max, mean, nnz
     else:
         X, kind = as_tensor(X, "X", device=p["device"], check_values=not weighted)

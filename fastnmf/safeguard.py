@@ -20,8 +20,8 @@ so their results agree to rounding. The rule has three parts:
 
 HALS (coordinate descent, β = 2) divides by the curvature ``B_jj + l2`` of each rank-one term instead of
 an MU denominator; the same idea gives its rule (:func:`hals_step_sizes`): a term whose curvature is below
-``eps(dtype) · max_j B_jj`` (a column of W at the floor φ, say) is numerically zero, so its row is left as
-it is instead of being divided by ~φ² — which would send it to ~1/φ and overflow the next Gram.
+``max(eps(dtype) · max_j B_jj, tiny/eps)`` (a column of W at the floor φ, say) is numerically zero, so its
+row is left as it is instead of being divided by ~φ² — which would send it to ~1/φ and overflow the next Gram.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = [
     "safe_ratio",
     "apply_factor_floor_",
     "hals_step_sizes",
+    "zero_term_threshold",
     "exact_zeros",
 ]
 
@@ -80,6 +81,14 @@ def apply_factor_floor_(factor: torch.Tensor) -> torch.Tensor:
     return factor.clamp_min_(factor_floor(factor.dtype))
 
 
+def zero_term_threshold(dtype: torch.dtype) -> float:
+    """``tiny/eps``: a squared norm ``‖h_j‖²`` at or below it belongs to a factor row held at the floor φ
+    (``n·φ² = n·tiny`` for n < 1/eps entries), so that rank-one term is numerically zero, even when it is
+    the largest (k = 1: fuzzing found an extrapolated H at the floor giving W ~ 1/φ = 1e156)."""
+    finfo = _finfo(dtype)
+    return finfo.tiny / finfo.eps
+
+
 def hals_step_sizes(gram: torch.Tensor, l2: float) -> torch.Tensor:
     """``1 / (B_jj + l2)`` for each rank-one term of HALS, and 0 (no update) for numerically zero terms.
     A batch of Grams (b×k×k) gives b×k steps, each problem's zero test against its own largest term."""
@@ -88,7 +97,7 @@ def hals_step_sizes(gram: torch.Tensor, l2: float) -> torch.Tensor:
         return curvature.clone()
     # On the device, no host synchronisation: the fused HALS sweep reads the steps from memory.
     largest = curvature.amax(dim=-1, keepdim=True)
-    threshold = (_finfo(gram.dtype).eps * largest).clamp_min(denominator_floor(gram.dtype))
+    threshold = (_finfo(gram.dtype).eps * largest).clamp_min(zero_term_threshold(gram.dtype))
     degenerate = curvature <= threshold
     return torch.where(degenerate, torch.zeros_like(curvature), curvature.reciprocal())
 

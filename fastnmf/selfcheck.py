@@ -38,11 +38,11 @@ CONTAINERS = ("numpy-float64", "numpy-float32", "numpy-int64", "torch-float32", 
               "torchsparse-csr", "scipy32-csr", "torchsparse32-csr")
 # What the Triton backend is fuzzed with: float32/float16 dense X and float32 sparse X (its sparse KL kernel).
 TRITON_CONTAINERS = ("torch-float32", "torch-float16", "numpy-float32", "scipy32-csr", "torchsparse32-csr")
-# Containers whose data is float64 (the objective of MU and HALS is checked for monotonicity on them).
+# Containers whose data is float64 (the objective of every solver is checked for monotonicity on them).
 _FLOAT64 = ("numpy-float64", "torch-float64", "scipy-csr", "scipy-csc", "scipy-coo", "torchsparse-coo",
             "torchsparse-csr")
 BETAS = ("frobenius", "kullback-leibler", "itakura-saito", 0.5, 1.5, 3.0)
-SOLVERS = ("auto", "mu", "hals")
+SOLVERS = ("auto", "mu", "hals", "newton")
 INITS = (None, "random", "nndsvd", "nndsvda", "nndsvdar")
 
 
@@ -120,6 +120,8 @@ def expected_error(case: FitCase, X):
     beta = parse_beta_loss(case.beta_loss)
     if case.solver == "hals" and beta != 2.0:
         return ValueError, r"solver='hals' minimizes the Frobenius loss only"
+    if case.solver == "newton" and beta != 1.0:
+        return ValueError, r"solver='newton' minimizes the Kullback-Leibler divergence only"
     if isinstance(X, torch.Tensor) and X.layout == torch.strided and not bool(torch.isfinite(X).all()):
         return ValueError, r"Input X contains NaN or infinity"  # too large for float16: stored as inf
     if case.backend == "triton" and case.container in ("numpy-float64", "numpy-int64") + _FLOAT64:
@@ -195,7 +197,7 @@ def check_case(case: FitCase) -> str:
 
 
 def _check_monotone(case: FitCase, X) -> None:
-    """MU and HALS never increase their objective (float64). Itakura–Saito's objective leaves out x = 0
+    """MU, HALS and Newton never increase their objective (float64). Itakura–Saito's objective leaves out x = 0
     entries, which MU still fits, so it is monotone only on positive data."""
     from .estimator import NMF
 

@@ -19,20 +19,32 @@ import torch
 
 from .backends import Backend
 from .errors import FitInterrupted, non_finite_error, out_of_memory_error
+from .layouts.dense import Workspace
 from .penalties import Penalties
-from .safeguard import apply_factor_floor_
+from .safeguard import apply_factor_floor_, zero_term_threshold
 from .streaming.sources import ChunkReadError
 
-__all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve", "supports"]
+__all__ = ["Problem", "SolverResult", "SOLVER_NAMES", "solve", "supports", "check_loss"]
 
-SOLVER_NAMES = ("mu", "hals")
+SOLVER_NAMES = ("mu", "hals", "newton")
+#: the loss each solver but MU is written for.
+_SOLVER_BETA = {"hals": 2.0, "newton": 1.0}
+_LOSS_NAMES = {2.0: "the Frobenius loss only (beta_loss=2)", 1.0: "the Kullback-Leibler divergence only (beta_loss=1)"}
 
 
 def supports(solver: str, beta: float) -> bool:
-    """Whether ``solver`` minimizes the β-divergence ``beta``: MU any β, HALS the Frobenius loss (β = 2)."""
+    """Whether ``solver`` minimizes the β-divergence ``beta``: MU any β, HALS the Frobenius loss (β = 2),
+    diagonalized Newton the KL divergence (β = 1)."""
     if solver not in SOLVER_NAMES:
         raise ValueError(f"Unknown solver {solver!r}: expected one of {list(SOLVER_NAMES)}.")
-    return solver == "mu" or float(beta) == 2.0
+    return solver == "mu" or float(beta) == _SOLVER_BETA[solver]
+
+
+def check_loss(solver: str, beta: float, beta_loss) -> None:
+    """Raise the one error for a solver given a loss it does not minimize (``beta_loss``: as the user wrote it)."""
+    if solver != "auto" and not supports(solver, beta):
+        raise ValueError(f"solver={solver!r} minimizes {_LOSS_NAMES[_SOLVER_BETA[solver]]}, got beta_loss="
+                         f"{beta_loss!r}; use solver='mu' (or 'auto') for other losses.")
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,21 @@ class _MultiplicativeUpdates:
         p, make = problem, problem.backend.mu_rule
         self.rule_w = make(p.beta, *p.penalties.w, eps_r=p.eps_r)
         self.rule_h = make(p.beta, *p.penalties.h, eps_r=p.eps_r)
+
+    def step(self, W, H):
+        return self.problem.X.iteration(self.rule_w, self.rule_h, W, H, self.update_w, self.update_h)
+
+
+class _DiagonalNewton:
+    """Diagonalized Newton for β = 1 (Van hamme 2013; ``fastnmf.newton``): per column the Newton step where it
+    lowers the objective, else the MU step. W first, then H, like MU."""
+
+    def __init__(self, problem: Problem, update_w: bool, update_h: bool):
+        self.problem, self.update_w, self.update_h = problem, update_w, update_h
+        p, make = problem, problem.backend.newton_rule
+        scratch = Workspace()  # one m×n buffer for both rules: they run one after the other
+        self.rule_w = make(*p.penalties.w, eps_r=p.eps_r, scratch=scratch)
+        self.rule_h = make(*p.penalties.h, eps_r=p.eps_r, scratch=scratch)
 
     def step(self, W, H):
         return self.problem.X.iteration(self.rule_w, self.rule_h, W, H, self.update_w, self.update_h)
@@ -238,7 +265,11 @@ class _HALS:
         if any(self.problem.penalties.w + self.problem.penalties.h):
             return
         w_norms, h_norms = self.problem.X.component_norms(self.W_y, self.H_y)
-        usable = (w_norms > 0) & (h_norms > 0)
+        # A component with a factor at the floor is dead: balancing it would shrink its other factor to the
+        # same ~φ scale, from which the next update divides by ~φ² (fastnmf.safeguard.zero_term_threshold).
+        # Left as it is, the next update of the dead factor brings it back.
+        dead = zero_term_threshold(w_norms.dtype)
+        usable = (w_norms.square() > dead) & (h_norms.square() > dead)
         if not bool(usable.any()):
             return
         # ‖w_j‖ = ‖h_j‖ = sqrt(s_j), s_j = ‖w_j‖‖h_j‖, but ‖w_j‖ at least a tenth of the root mean square
@@ -252,7 +283,7 @@ class _HALS:
         self.accepted = (apply_factor_floor_(W_acc * d), apply_factor_floor_(H_acc / d[:, None]))
 
 
-_SOLVERS = {"mu": _MultiplicativeUpdates, "hals": _HALS}
+_SOLVERS = {"mu": _MultiplicativeUpdates, "hals": _HALS, "newton": _DiagonalNewton}
 
 
 def solve(

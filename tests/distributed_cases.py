@@ -152,6 +152,8 @@ def session(rank: int, world: int, checkpoint_root: str):
     out["options-differ"] = _errors(lambda: fd.non_negative_factorization(good, RANK, grid=(2, 2), max_iter=5 + (rank == 2)))
     out["nndsvda"] = _errors(lambda: fd.non_negative_factorization(good, RANK, grid=(2, 2), init="nndsvda"))
     out["bad-grid"] = _errors(lambda: fd.non_negative_factorization(good, RANK, grid=(3, 2)))
+    out["newton"] = _errors(lambda: fd.non_negative_factorization(good, RANK, grid=(2, 2), solver="newton",
+                                                                  beta_loss="kullback-leibler"))
 
     # Checkpoints: 20 iterations written, resumed to 40 == 40 straight (MU, and HALS with extrapolation).
     for label, options in (("mu", dict(beta_loss=1.0)), ("hals-extrapolate", dict(solver="hals", extrapolate=True))):

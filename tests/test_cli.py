@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from low_rank import low_rank_counts
+import fastnmf
 from fastnmf.cli import main
 
 
@@ -28,6 +29,18 @@ def test_fit_command_writes_factors(tmp_path):
     assert main(["fit", str(tmp_path / "x.npy"), "-k", "3", "--max-iter", "10", "--out", str(out)]) == 0
     with np.load(out) as factors:
         assert factors["W"].shape == (20, 3) and factors["H"].shape == (3, 8)
+
+
+def test_fit_command_runs_the_newton_solver(tmp_path):
+    X = np.random.RandomState(0).poisson(3.0, (20, 8)).astype(np.float64)
+    np.save(tmp_path / "x.npy", X)
+    expected = fastnmf.non_negative_factorization(X, n_components=3, init="random", random_state=0, max_iter=10,
+                                                  tol=0.0, beta_loss="kullback-leibler", solver="newton")[1]
+    out = tmp_path / "f.npz"
+    assert main(["fit", str(tmp_path / "x.npy"), "-k", "3", "--max-iter", "10", "--tol", "0", "--init", "random",
+                 "--seed", "0", "--beta-loss", "kullback-leibler", "--solver", "newton", "--out", str(out)]) == 0
+    with np.load(out) as factors:
+        np.testing.assert_allclose(factors["H"], expected, rtol=1e-12)
 
 
 def test_fit_command_passes_the_precision(tmp_path):

@@ -37,6 +37,11 @@ def test_svd_starts_are_a_clear_error(distributed_session):
         assert name == "ValueError" and "init='nndsvda'" in message and "['random', 'custom']" in message
 
 
+def test_the_newton_solver_is_refused_on_every_rank(distributed_session):
+    for name, message in outcomes(distributed_session, "newton"):
+        assert name == "ValueError" and "solver='newton' is not supported by a distributed fit yet" in message
+
+
 def test_a_grid_that_does_not_match_the_group_size(distributed_session):
     for name, message in outcomes(distributed_session, "bad-grid"):
         assert name == "ValueError" and "(3, 2)" in message and "(4)" in message

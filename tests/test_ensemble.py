@@ -92,6 +92,8 @@ def test_bad_input_is_refused_before_any_work():
         fastnmf.fit_ensemble(X, 3, 0)
     with pytest.raises(ValueError, match="solver='hals' for beta_loss=1"):
         fastnmf.fit_ensemble(X, 3, 2, solver="hals", beta_loss=1)
+    with pytest.raises(ValueError, match="solver='newton' for beta_loss=1: an ensemble runs 'mu'"):
+        fastnmf.fit_ensemble(-X, 3, 2, solver="newton", beta_loss=1)  # before the values are read
     with pytest.raises(ValueError, match="Negative values"):
         fastnmf.fit_ensemble(-X, 3, 2)
     ensemble = fastnmf.fit_ensemble(X, 3, 1, max_iter=5)

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from fastnmf import NMF, checkpoint as checkpoint_module
-from fastnmf import updates
+from fastnmf import newton, updates
 from fastnmf.checkpoint import CheckpointError
 
 X_DATA = np.abs(np.random.RandomState(0).randn(40, 12)) + 0.01
 
 
-_RULES = {"mu_update_h": updates.MURule, "hals_update_h": updates.HALSRule}
+_RULES = {"mu_update_h": updates.MURule, "hals_update_h": updates.HALSRule, "newton_update_h": newton.NewtonKLRule}
 
 
 def _patch_op(monkeypatch, op, on_call):
@@ -43,10 +43,12 @@ def _fail_on_call(monkeypatch, op, number, error):
     _patch_op(monkeypatch, op, on_call)
 
 
-@pytest.mark.parametrize("solver,op", [("mu", "mu_update_h"), ("hals", "hals_update_h")])
-def test_ctrl_c_keeps_the_last_checked_iterate_and_the_estimator_stays_usable(monkeypatch, solver, op):
+@pytest.mark.parametrize("solver,op,beta_loss", [("mu", "mu_update_h", "frobenius"),
+                                                ("hals", "hals_update_h", "frobenius"),
+                                                ("newton", "newton_update_h", "kullback-leibler")])
+def test_ctrl_c_keeps_the_last_checked_iterate_and_the_estimator_stays_usable(monkeypatch, solver, op, beta_loss):
     _fail_on_call(monkeypatch, op, 2 * 25 + 1, KeyboardInterrupt())  # during iteration 26
-    model = NMF(3, solver=solver, max_iter=100, tol=0.0, check_every=10, random_state=0)
+    model = NMF(3, solver=solver, beta_loss=beta_loss, max_iter=100, tol=0.0, check_every=10, random_state=0)
     with pytest.warns(UserWarning, match=r"interrupted: keeping the last checked iterate \(iteration 20\)"):
         with pytest.raises(KeyboardInterrupt):
             model.fit(X_DATA)
@@ -83,14 +85,16 @@ def test_out_of_memory_on_sparse_data_sizes_the_stored_entries():
     assert "X is 200×100 1000 stored entries of" in message and "pass X as a sparse matrix" not in message
 
 
-@pytest.mark.parametrize("solver,extrapolate", [("mu", False), ("hals", False), ("hals", True)],
-                         ids=["mu", "hals", "hals-extrapolated"])
+@pytest.mark.parametrize("solver,extrapolate", [("mu", False), ("hals", False), ("hals", True), ("newton", False)],
+                         ids=["mu", "hals", "hals-extrapolated", "newton"])
 def test_checkpoint_and_resume_reach_the_uninterrupted_result(tmp_path, monkeypatch, solver, extrapolate):
     path = tmp_path / "fit.npz"
-    options = dict(n_components=3, solver=solver, tol=0.0, check_every=10, random_state=0, extrapolate=extrapolate)
+    beta_loss = "kullback-leibler" if solver == "newton" else "frobenius"
+    options = dict(n_components=3, solver=solver, beta_loss=beta_loss, tol=0.0, check_every=10, random_state=0,
+                   extrapolate=extrapolate)
     straight = NMF(max_iter=60, **options).fit(X_DATA)
 
-    op = "mu_update_h" if solver == "mu" else "hals_update_h"
+    op = f"{solver}_update_h"
     _fail_on_call(monkeypatch, op, 2 * 33 + 1, KeyboardInterrupt())
     with pytest.warns(UserWarning), pytest.raises(KeyboardInterrupt):
         NMF(max_iter=60, checkpoint=str(path), checkpoint_every=0.0, **options).fit(X_DATA)

@@ -29,6 +29,26 @@ def test_safe_ratio_gives_zero_for_zero_over_zero():
     assert torch.equal(safeguard.safe_ratio(num, den), torch.tensor([0.0, 0.5]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_term_at_the_floor_is_zero_even_when_it_is_the_only_one(dtype):
+    phi = safeguard.factor_floor(dtype)
+    at_floor = torch.full((1, 1), 1000 * phi * phi, dtype=dtype)  # ‖h‖² of 1000 entries held at φ
+    assert torch.equal(safeguard.hals_step_sizes(at_floor, 0.0), torch.zeros(1, dtype=dtype))
+    small = torch.full((1, 1), 1e-20, dtype=dtype)  # small, but far from the floor: a real term
+    torch.testing.assert_close(safeguard.hals_step_sizes(small, 0.0), torch.full((1,), 1e20, dtype=dtype))
+
+
+def test_extrapolated_hals_on_one_non_zero_entry_keeps_factors_in_range():
+    # Fuzzing found this: extrapolation sent H to the floor φ, the W update divided by ‖h‖² = 2φ² and
+    # returned W = 1e156 (and H of exact zeros to the user).
+    X = torch.tensor([[304.0019, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    for max_iter in (1, 2, 3, 50):
+        W, H, _ = non_negative_factorization(X, n_components=1, solver="hals", extrapolate=True, max_iter=max_iter,
+                                             tol=0.0, random_state=0)
+        assert float(W.max()) < 1e10 and float(H.max()) < 1e10, (max_iter, W, H)
+    assert float((X - W @ H).abs().max()) < 1e-6 * 304
+
+
 @pytest.fixture(scope="module")
 def digits32():
     X = load_digits().data.astype(np.float32)

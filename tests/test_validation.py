@@ -62,7 +62,7 @@ def test_bad_x(X, error, match):
         (dict(n_components=2.5), r"Invalid n_components=2.5"),
         (dict(n_components="many"), r"Invalid n_components='many'"),
         (dict(init="svd"), r"Invalid init='svd': expected one of \['random', 'nndsvd'"),
-        (dict(solver="cd"), r"Invalid solver='cd': expected one of \['mu', 'hals', 'auto'\]"),
+        (dict(solver="cd"), r"Invalid solver='cd': expected one of \['mu', 'hals', 'newton', 'auto'\]"),
         (dict(beta_loss="kl"), r"Invalid beta_loss 'kl'"),
         (dict(tol=-1.0), r"Invalid tol=-1.0"),
         (dict(max_iter=0), r"Invalid max_iter=0"),

@@ -6,10 +6,13 @@ Registered here, once:
 ==========  ======================  ============  =====================================================
 name        layout                  solvers       what runs
 ==========  ======================  ============  =====================================================
-torch       any :class:`Layout`     mu, hals      ``fastnmf.updates`` / ``fastnmf.objective``, any device
-torch       ``WeightedMatrix``      mu            the same (HALS has no weighted form)
-triton      ``DenseMatrix``         mu, hals      the fused dense kernels (CUDA, or the interpreter)
-triton      ``SparseMatrix``        mu, hals      the fused sparse KL kernel; torch rules for the rest
+torch       any :class:`Layout`     mu, hals,     ``fastnmf.updates`` / ``fastnmf.newton`` /
+                                    newton        ``fastnmf.objective``, any device
+torch       ``WeightedMatrix``      mu, newton    the same (HALS has no weighted form)
+triton      ``DenseMatrix``         mu, hals,     the fused dense kernels (CUDA, or the interpreter);
+                                    newton        Newton's torch rule
+triton      ``SparseMatrix``        mu, hals,     the fused sparse KL kernel; torch rules for the rest
+                                    newton
 torch       ``StreamedMatrix``      mu, hals      the torch rules on each chunk, the objective in the pass
 ==========  ======================  ============  =====================================================
 """
@@ -43,10 +46,11 @@ def _triton(factory: str):
 registry.register("torch", Layout, torch_backend.make_backend)
 # Weighted HALS would need Σ_i M_ij W_ik² per entry of H and a residual updated after every rank-one step —
 # no Gram matrices, a pass over the weights per component: not implemented.
-registry.register("torch", WeightedMatrix, torch_backend.make_backend, solvers=("mu",))
+registry.register("torch", WeightedMatrix, torch_backend.make_backend, solvers=("mu", "newton"))
 registry.register("triton", DenseMatrix, _triton("make_dense_backend"))
-# Streamed X: the torch rules on each chunk (on the chunks' device); no fused kernels for it yet.
-registry.register("torch", StreamedMatrix, torch_backend.make_streamed_backend)
+# Streamed X: the torch rules on each chunk (on the chunks' device); no fused kernels for it yet. Newton needs a
+# second pass over X per half-update (fastnmf.newton), which the one-read-per-iteration pass does not make.
+registry.register("torch", StreamedMatrix, torch_backend.make_streamed_backend, solvers=("mu", "hals"))
 registry.register("triton", SparseMatrix, _triton("make_sparse_backend"))
 
 

@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from ..newton import NewtonKLRule
+
 __all__ = ["Backend", "BACKEND_NAMES", "PRECISIONS", "DEFAULT_PRECISION", "TORCH_PRECISIONS", "PRECISION_NAMES",
            "interpreting", "triton_available"]
 
@@ -53,14 +55,17 @@ class Backend:
     """What a solver needs from an implementation, for one layout of X.
 
     ``mu_rule(beta, l1, l2, eps_r=)`` and ``hals_rule(l1, l2, max_sweeps=, delta=)`` build the update rules
-    of one factor (``fastnmf.updates.MURule`` / ``HALSRule`` or a fused subclass); ``objective(X, W, H,
-    beta=, eps_r=)`` returns ``D_β(X | WH)`` as a 0-d float64 tensor.
+    of one factor (``fastnmf.updates.MURule`` / ``HALSRule`` or a fused subclass), ``newton_rule(l1, l2,
+    eps_r=, scratch=)`` the KL diagonalized Newton rule (``fastnmf.newton.NewtonKLRule``: torch operations on
+    any device; no backend fuses it yet); ``objective(X, W, H, beta=, eps_r=)`` returns ``D_β(X | WH)`` as a
+    0-d float64 tensor.
     """
 
     name: str
     mu_rule: Callable
     hals_rule: Callable
     objective: Callable[..., torch.Tensor]
+    newton_rule: Callable = NewtonKLRule
     # Dtypes of X the backend reads directly; any other float X is converted to the factors' dtype once.
     native_x_dtypes: tuple = (torch.float32, torch.float64)
     # Fixed cost of one HALS row update, in flop-equivalents per device type (0 when the sweep is one

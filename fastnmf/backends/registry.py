@@ -20,13 +20,13 @@ class Entry:
     implementation: str
     layout: type
     make: Callable  # precision -> Backend
-    solvers: frozenset = frozenset({"mu", "hals"})
+    solvers: frozenset = frozenset({"mu", "hals", "newton"})
 
 
 _ENTRIES: dict[tuple[str, type], Entry] = {}
 
 
-def register(implementation: str, layout: type, make: Callable, *, solvers=("mu", "hals")) -> Entry:
+def register(implementation: str, layout: type, make: Callable, *, solvers=("mu", "hals", "newton")) -> Entry:
     """Register ``make`` as ``implementation`` for ``layout`` (and its subclasses without an entry)."""
     entry = Entry(implementation, layout, make, frozenset(solvers))
     _ENTRIES[(implementation, layout)] = entry

@@ -28,7 +28,7 @@ from ..losses import parse_beta_loss
 from ..penalties import Penalties
 from ..safeguard import apply_factor_floor_, exact_zeros, reconstruction_floor
 from ..scaling import choose_scaling
-from ..solvers import solve, supports
+from ..solvers import check_loss, solve
 from ..validation import as_tensor, check_factor
 from . import comm
 from .agreement import agree
@@ -70,9 +70,12 @@ def _local_phase(X_local, n_components, options, start):
     """Validate options and the local block; what every rank reports about itself."""
     p = options._validated_params()
     beta = parse_beta_loss(p["beta_loss"])
-    if p["solver"] != "auto" and not supports(p["solver"], beta):
-        raise ValueError(f"solver='hals' minimizes the Frobenius loss only (beta_loss=2), got beta_loss="
-                         f"{p['beta_loss']!r}; use solver='mu' (or 'auto') for other losses.")
+    check_loss(p["solver"], beta, p["beta_loss"])
+    if p["solver"] == "newton":
+        # Its half-update needs a second pass over X at the Newton candidate (fastnmf.newton): over a grid, one
+        # more gather and reduction of per-column sums per half-update, not written yet.
+        raise ValueError("solver='newton' is not supported by a distributed fit yet: use solver='mu' (or 'auto') "
+                         "for the Kullback-Leibler divergence.")
     if p["missing_values"] is not None:
         raise ValueError("missing_values is not supported by a distributed fit yet (entry weights are "
                          "single-process): pass a complete X or fit it with fastnmf.non_negative_factorization.")

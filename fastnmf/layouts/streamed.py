@@ -54,12 +54,12 @@ class StreamedMatrix(Layout):
     """X read in row chunks from ``source`` (``fastnmf.streaming.sources``) onto ``device``, in ``dtype``."""
 
     weighted = False
+    description = "streamed X (chunks of rows)"
 
     def __init__(self, source, *, chunk_rows: int | None, device, dtype: torch.dtype, loader: ChunkLoader | None = None,
                  stats: dict | None = None):
         self.source, self.chunk_rows = source, chunk_rows
         self.implicit_zeros = bool(source.sparse)
-        self.description = "streamed X (chunks of rows)"
         if loader is None:
             ranges = None if getattr(source, "factory", None) is not None else row_ranges(source.shape[0], chunk_rows)
             loader, stats = self._first_pass(source, ranges, device, dtype)
