@@ -39,18 +39,24 @@ __all__ = ["NewtonStatistics", "NewtonKLRule"]
 @dataclass(frozen=True)
 class NewtonStatistics:
     """What the first pass gives: the MU numerator ``Wᵀ(m∘x/r)`` (k×n), the denominator ``Wᵀm`` (k×1, or
-    k×n with weights), the Hessian diagonal ``(W∘W)ᵀ(m∘x/r²)`` (k×n) and ``Σ_i m_i x_i log r_i`` per column
-    (1×n) at the current H."""
+    k×n with weights) and the Hessian diagonal ``(W∘W)ᵀ(m∘x/r²)`` (k×n) at the current H. For the second
+    pass, either r itself (``reconstruction``: X in one stored part, which holds r until then) or, when X
+    comes in several parts whose reconstructions share one buffer, ``Σ_i m_i x_i log r_i`` per column
+    (``log_fit``, 1×n)."""
 
     numerator: torch.Tensor
     denominator: torch.Tensor
     curvature: torch.Tensor
-    log_fit: torch.Tensor
+    reconstruction: torch.Tensor | None = None
+    log_fit: torch.Tensor | None = None
 
 
 def _column_sums(block, W_rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``1ᵀV`` (1 × the block's columns) through the block's own product, so one helper serves dense and
-    sparse blocks alike (a rank-one ``wt_dot`` costs one pass over the values, like a sum)."""
+    """``1ᵀV`` (1 × the block's columns). A dense block's values are its m×b rectangle: a sum over the rows
+    (1.3 ms at 4000×2000 on 2 cores, against 2.0 for a ones-vector product); any other block through its
+    own product with a ones column."""
+    if values.dim() == 2:
+        return values.sum(dim=0, keepdim=True)
     return block.wt_dot(W_rows.new_ones((W_rows.shape[0], 1)), values)
 
 
@@ -61,11 +67,16 @@ def _scratch_like(workspace: Workspace, r: torch.Tensor) -> torch.Tensor:
     return workspace.get(r.shape, r.dtype, r.device)
 
 
+def _weighted_x(block, dtype: torch.dtype):
+    x = block.x.to(dtype)
+    return x, None if block.weight is None else block.weight.to(dtype)
+
+
 class NewtonKLRule:
     """Diagonalized Newton update of H for the KL divergence, with penalties l1, l2 (module docstring).
 
-    ``scratch``: a :class:`fastnmf.layouts.dense.Workspace` for the one m×n buffer the first pass needs
-    besides the reconstruction; the solver shares one between the W and H rules (they run one at a time).
+    ``scratch``: a :class:`fastnmf.layouts.dense.Workspace` for the one m×n buffer the rule needs besides the
+    layout's reconstruction; the solver shares one between the W and H rules (they run one at a time).
     """
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0, *, eps_r: float, scratch: Workspace | None = None):
@@ -76,26 +87,31 @@ class NewtonKLRule:
 
     def statistics(self, X, W: torch.Tensor, H: torch.Tensor) -> NewtonStatistics:
         k, n = W.shape[1], H.shape[1]
+        parts = list(X.blocks())
+        keep = len(parts) == 1  # r stays valid until the second pass: nothing else writes its buffer
         numerators, curvatures, log_fits, denominators = [], [], [], []
-        for rows, columns, block in X.blocks():
+        r = None
+        for rows, columns, block in parts:
             W_rows = W[rows]
             r = block.reconstruction(W_rows, H[:, columns]).clamp_min_(self.eps_r)
-            x = block.x.to(r.dtype)
-            weight = None if block.weight is None else block.weight.to(r.dtype)
+            x, weight = _weighted_x(block, r.dtype)
             values = _scratch_like(self.scratch, r)
-            torch.log(r, out=values).mul_(x)
-            if weight is not None:
-                values.mul_(weight)
-            log_fits.append((columns, _column_sums(block, W_rows, values)))
+            if not keep:
+                torch.log(r, out=values).mul_(x)
+                if weight is not None:
+                    values.mul_(weight)
+                log_fits.append((columns, _column_sums(block, W_rows, values)))
             torch.div(x, r, out=values)
             if weight is not None:
                 values.mul_(weight)
                 denominators.append((columns, block.wt_dot(W_rows, weight)))
             numerators.append((columns, block.wt_dot(W_rows, values)))
             curvatures.append((columns, block.wt_dot(W_rows.square(), values.div_(r))))
-        denominator = (accumulate_columns(denominators, (k, n), W) if X.weighted else X.column_sums(W))
+        denominator = accumulate_columns(denominators, (k, n), W) if X.weighted else X.column_sums(W)
         return NewtonStatistics(accumulate_columns(numerators, (k, n), W), denominator,
-                                accumulate_columns(curvatures, (k, n), W), accumulate_columns(log_fits, (1, n), W))
+                                accumulate_columns(curvatures, (k, n), W),
+                                reconstruction=r if keep else None,
+                                log_fit=None if keep else accumulate_columns(log_fits, (1, n), W))
 
     # --- the candidates (no pass over X) ------------------------------------------------------------------
 
@@ -113,39 +129,45 @@ class NewtonKLRule:
         H_newton = torch.where(usable & torch.isfinite(H_newton), H_newton, H_mu)
         return H_mu, apply_factor_floor_(H_newton)
 
-    def column_objective(self, H: torch.Tensor, denominator: torch.Tensor, log_fit: torch.Tensor) -> torch.Tensor:
-        """f per column (float64): ``(Wᵀm + l1 + ½ l2 h)·h − log_fit``."""
-        H64 = H.double()
-        linear = denominator.double() + self.l1
-        if self.l2:
-            linear = linear + 0.5 * self.l2 * H64
-        return (linear * H64).sum(dim=0) - log_fit.double().reshape(-1)
-
     # --- the second pass ------------------------------------------------------------------------------
 
-    def log_fit(self, X, W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-        """``Σ_i m_i x_i log max((WH)_i, eps_r)`` per column (1×n): f's data term at a candidate H."""
-        n = H.shape[1]
+    def log_gain(self, X, W: torch.Tensor, H_trial: torch.Tensor, statistics: NewtonStatistics) -> torch.Tensor:
+        """``Σ_i m_i x_i (log r'_i − log r_i)`` per column (1×n, float64), r' = max(W H_trial, eps_r): how much
+        f's data term drops from the current H to ``H_trial``. From the kept r, as the log of one ratio (no
+        cancellation between two large sums); else as the difference of the two sums."""
+        n = H_trial.shape[1]
         parts = []
         for rows, columns, block in X.blocks():
             W_rows = W[rows]
-            values = block.reconstruction(W_rows, H[:, columns]).clamp_min_(self.eps_r).log_()
-            values.mul_(block.x.to(values.dtype))
-            if block.weight is not None:
-                values.mul_(block.weight.to(values.dtype))
+            # Into the rule's scratch: the layout's buffer still holds the kept r.
+            values = block.reconstruction(W_rows, H_trial[:, columns], self.scratch).clamp_min_(self.eps_r)
+            if statistics.reconstruction is not None:
+                values.div_(statistics.reconstruction)
+            values.log_()
+            x, weight = _weighted_x(block, values.dtype)
+            values.mul_(x)
+            if weight is not None:
+                values.mul_(weight)
             parts.append((columns, _column_sums(block, W_rows, values)))
-        return accumulate_columns(parts, (1, n), W)
+        gain = accumulate_columns(parts, (1, n), W).double()
+        return gain if statistics.log_fit is None else gain - statistics.log_fit.double()
+
+    def linear_change(self, H: torch.Tensor, H_trial: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+        """The change of f's other terms, ``(Wᵀm + l1)·(h' − h) + ½ l2 (‖h'‖² − ‖h‖²)`` per column (float64)."""
+        H64, trial64 = H.double(), H_trial.double()
+        change = ((denominator.double() + self.l1) * (trial64 - H64)).sum(dim=0)
+        if self.l2:
+            change = change + 0.5 * self.l2 * (trial64.square() - H64.square()).sum(dim=0)
+        return change
 
     def choose(self, H: torch.Tensor, statistics: NewtonStatistics, H_mu: torch.Tensor, H_newton: torch.Tensor,
-               newton_log_fit: torch.Tensor) -> torch.Tensor:
-        """Per column, Newton where it is below the current f, else MU."""
-        s = statistics
-        current = self.column_objective(H, s.denominator, s.log_fit)
-        newton = self.column_objective(H_newton, s.denominator, newton_log_fit)
-        return torch.where((newton < current).unsqueeze(0), H_newton, H_mu)
+               log_gain: torch.Tensor) -> torch.Tensor:
+        """Per column, Newton where it lowers f (its change is negative), else MU."""
+        change = self.linear_change(H, H_newton, statistics.denominator) - log_gain.reshape(-1)
+        return torch.where((change < 0).unsqueeze(0), H_newton, H_mu)
 
     def update(self, X, W: torch.Tensor, H: torch.Tensor):
         """``(H_new, None)``: one diagonalized Newton update of H (H is not modified); two passes over X."""
         statistics = self.statistics(X, W, H)
         H_mu, H_newton = self.candidates(H, statistics)
-        return self.choose(H, statistics, H_mu, H_newton, self.log_fit(X, W, H_newton)), None
+        return self.choose(H, statistics, H_mu, H_newton, self.log_gain(X, W, H_newton, statistics)), None

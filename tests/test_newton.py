@@ -48,9 +48,36 @@ def test_the_newton_candidate_is_the_diagonal_newton_step():
     curvature = (W * W).T @ (X / R**2)
     torch.testing.assert_close(H_newton, (H - gradient / curvature).clamp_min(factor_floor(H.dtype)))
     torch.testing.assert_close(H_mu, H * (W.T @ (X / R)) / W.sum(0)[:, None])
-    # f at the current H, less the terms that do not depend on H, from the statistics of the same pass.
-    f = rule.column_objective(H, statistics.denominator, statistics.log_fit)
-    torch.testing.assert_close(f, _column_kl(X, W, H) - (torch.xlogy(X, X) - X).sum(0))
+
+
+def _change_of_f(rule, X, W, H, H_trial):
+    """f(H_trial) − f(H) per column as the rule computes it (its two passes)."""
+    statistics = rule.statistics(X, W, H)
+    gain = rule.log_gain(X, W, H_trial, statistics)
+    return rule.linear_change(H, H_trial, statistics.denominator) - gain.reshape(-1)
+
+
+def test_the_change_of_the_column_objective_is_the_change_of_its_kl():
+    X, W, H = _problem()
+    H_trial = H * torch.rand(H.shape, generator=torch.Generator().manual_seed(1), dtype=H.dtype) * 2
+    expected = _column_kl(X, W, H_trial) - _column_kl(X, W, H)
+    rule = NewtonKLRule(eps_r=EPS_R)
+    torch.testing.assert_close(_change_of_f(rule, DenseMatrix(X), W, H, H_trial), expected)
+
+
+def test_x_in_several_parts_gives_the_change_from_two_sums(monkeypatch):
+    from fastnmf.layouts import base
+
+    X, W, H = _problem(m=20, n=9)
+    H_trial = H * 1.5
+    M = torch.ones_like(X)
+    rule = NewtonKLRule(eps_r=EPS_R)
+    whole = _change_of_f(rule, WeightedMatrix(X, M), W, H, H_trial)
+    monkeypatch.setattr(base, "BLOCK_ENTRIES", 60)  # column blocks of 3: r does not outlive its block
+    parts = WeightedMatrix(X, M)
+    assert len(list(parts.blocks())) == 3 and rule.statistics(parts, W, H).reconstruction is None
+    torch.testing.assert_close(_change_of_f(rule, parts, W, H, H_trial), whole)
+    torch.testing.assert_close(rule.update(parts, W, H)[0], rule.update(DenseMatrix(X), W, H)[0])
 
 
 def test_each_column_takes_newton_where_it_lowers_the_objective_else_mu():

@@ -65,8 +65,11 @@ class Block(ABC):
         return None
 
     @abstractmethod
-    def reconstruction(self, W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-        """``(WH)`` at the stored entries, shaped like :attr:`x` (a new tensor the caller may modify)."""
+    def reconstruction(self, W: torch.Tensor, H: torch.Tensor, workspace=None) -> torch.Tensor:
+        """``(WH)`` at the stored entries, shaped like :attr:`x` (a tensor the caller may modify). A dense
+        block writes it into a reused buffer of its layout's workspace, overwritten by the next call, or of
+        ``workspace`` (a :class:`fastnmf.layouts.dense.Workspace`) when the caller needs two at once; other
+        blocks return a new tensor."""
 
     @abstractmethod
     def wt_dot(self, W: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -89,8 +89,8 @@ class DenseBlock(Block):
     def weight(self) -> torch.Tensor | None:
         return self._weight
 
-    def reconstruction(self, W, H):
-        return reconstruction_like(self._x, W, H, self._workspace)
+    def reconstruction(self, W, H, workspace=None):
+        return reconstruction_like(self._x, W, H, self._workspace if workspace is None else workspace)
 
     def wt_dot(self, W, values):
         return transposed_product(W, values)

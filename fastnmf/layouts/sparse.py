@@ -67,7 +67,7 @@ class SparseBlock(Block):
     def weight(self) -> torch.Tensor | None:
         return self._weight
 
-    def reconstruction(self, W, H):
+    def reconstruction(self, W, H, workspace=None):
         return self.matrix.sampled_product(W, H)
 
     def wt_dot(self, W, values):
