@@ -211,3 +211,16 @@ def test_newton_rejects_other_losses_before_any_work(beta_loss):
 def test_streamed_x_is_refused_before_reading_it():
     with pytest.raises(ValueError, match=r"solver='newton' does not support streamed X"):
         NMF(2, solver="newton", beta_loss=1, chunk_rows=2).fit(-np.ones((6, 3)))  # negative X: read later
+
+
+def test_the_first_iterations_are_mu_iterations_and_a_resumed_fit_does_not_repeat_them():
+    from fastnmf.solvers import _NEWTON_MU_WARMUP
+
+    X = low_rank_counts((30, 20), 3, seed=3)
+    options = dict(n_components=3, beta_loss="kullback-leibler", init="random", tol=0.0, random_state=0)
+    mu = NMF(solver="mu", max_iter=_NEWTON_MU_WARMUP, **options).fit(X)
+    newton = NMF(solver="newton", max_iter=_NEWTON_MU_WARMUP, **options).fit(X)
+    np.testing.assert_array_equal(newton.components_, mu.components_)
+    longer = NMF(solver="newton", max_iter=_NEWTON_MU_WARMUP + 1, **options).fit(X)
+    assert not np.array_equal(longer.components_, NMF(solver="mu", max_iter=_NEWTON_MU_WARMUP + 1, **options)
+                              .fit(X).components_)

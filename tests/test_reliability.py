@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fastnmf import NMF, checkpoint as checkpoint_module
-from fastnmf import newton, updates
+from fastnmf import newton, solvers, updates
 from fastnmf.checkpoint import CheckpointError
 
 X_DATA = np.abs(np.random.RandomState(0).randn(40, 12)) + 0.01
@@ -47,7 +47,8 @@ def _fail_on_call(monkeypatch, op, number, error):
                                                 ("hals", "hals_update_h", "frobenius"),
                                                 ("newton", "newton_update_h", "kullback-leibler")])
 def test_ctrl_c_keeps_the_last_checked_iterate_and_the_estimator_stays_usable(monkeypatch, solver, op, beta_loss):
-    _fail_on_call(monkeypatch, op, 2 * 25 + 1, KeyboardInterrupt())  # during iteration 26
+    warmup = solvers._NEWTON_MU_WARMUP if solver == "newton" else 0  # Newton's first iterations are MU's
+    _fail_on_call(monkeypatch, op, 2 * (25 - warmup) + 1, KeyboardInterrupt())  # during iteration 26
     model = NMF(3, solver=solver, beta_loss=beta_loss, max_iter=100, tol=0.0, check_every=10, random_state=0)
     with pytest.warns(UserWarning, match=r"interrupted: keeping the last checked iterate \(iteration 20\)"):
         with pytest.raises(KeyboardInterrupt):
