@@ -28,11 +28,12 @@ __all__ = ["METHODS", "REFERENCE_FILE", "reference_for", "compute", "main"]
 REFERENCE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "references.json")
 # The start's loss must match the reference's to this relative difference (the same start, recomputed).
 _SAME_START = 1e-6
-# (label, β it applies to: 2 or "other", fastnmf options)
+# (label, β it applies to: 2, 1 or "other" (every β but 2), fastnmf options)
 METHODS = (
     ("hals-extrapolated", 2, dict(solver="hals", extrapolate=True)),
     ("hals-plain", 2, dict(solver="hals", extrapolate=False)),
     ("mu", "other", dict(solver="mu")),
+    ("newton", 1, dict(solver="newton")),
 )
 
 
@@ -54,8 +55,13 @@ def reference_for(name: str, initial_loss: float, path: str = REFERENCE_FILE) ->
     return float(entry["loss"])
 
 
-def _methods(beta: float):
-    return [(label, options) for label, applies, options in METHODS if applies == (2 if beta == 2.0 else "other")]
+def _methods(beta: float, only=None):
+    """The methods for β (``only``: those of these labels)."""
+    def applies_to(applies) -> bool:
+        return float(beta) != 2.0 if applies == "other" else float(beta) == float(applies)
+
+    return [(label, options) for label, applies, options in METHODS
+            if applies_to(applies) and (only is None or label in only)]
 
 
 def _run(data, options: dict, seconds: float, shared_loss, check_every: int = 50) -> dict:
@@ -83,8 +89,9 @@ def _run(data, options: dict, seconds: float, shared_loss, check_every: int = 50
             "seconds": round(time.perf_counter() - started, 1), "converged": state["stalled"] >= 20}
 
 
-def compute(specs, seconds: float, progress=print) -> dict:
-    """References of ``specs`` (problem specs): {name: entry}."""
+def compute(specs, seconds: float, progress=print, only=None, earlier: dict | None = None) -> dict:
+    """References of ``specs`` (problem specs): {name: entry}. ``only``: run these method labels, and keep the
+    other runs of the problem's entry in ``earlier`` (a table read from the file) when it has the same start."""
     from . import problems
     from .loss import SharedLoss
 
@@ -92,12 +99,16 @@ def compute(specs, seconds: float, progress=print) -> dict:
     for spec in specs:
         data = problems.build(spec, "cpu")
         shared_loss = SharedLoss(data)
+        initial_loss = shared_loss(data.W0, data.H0)
         runs = {}
-        for label, options in _methods(spec.beta):
+        previous = (earlier or {}).get(spec.name)
+        if only is not None and previous and abs(previous["initial_loss"] - initial_loss) <= _SAME_START * abs(initial_loss):
+            runs = dict(previous["runs"])
+        for label, options in _methods(spec.beta, only):
             runs[label] = _run(data, options, seconds, shared_loss)
             progress(f"{spec.name}: {label} {runs[label]}")
         best = min(runs, key=lambda label: runs[label]["loss"])
-        entries[spec.name] = {"loss": runs[best]["loss"], "method": best, "initial_loss": shared_loss(data.W0, data.H0),
+        entries[spec.name] = {"loss": runs[best]["loss"], "method": best, "initial_loss": initial_loss,
                               "dtype": "float64", "runs": runs}
     return entries
 
@@ -110,17 +121,23 @@ def main(argv=None) -> int:
     parser.add_argument("--problems", default="*", help="comma-separated names or globs of the CPU preset")
     parser.add_argument("--seconds", type=float, default=300.0, help="limit per method and problem (default 300)")
     parser.add_argument("--out", default=REFERENCE_FILE, help="the JSON file to update (default bench/references.json)")
+    parser.add_argument("--methods", help="comma-separated labels of METHODS to run, keeping the file's other runs "
+                                          "of each problem (default: all, replacing them)")
     args = parser.parse_args(argv)
     patterns = args.problems.split(",")
     specs = [s for s in problems.preset("cpu") if any(fnmatch.fnmatch(s.name, p) for p in patterns)]
     if not specs:
         parser.error(f"no CPU problem matches {args.problems!r}")
-    entries = compute(specs, args.seconds)
+    only = None if args.methods is None else set(args.methods.split(","))
+    entries = compute(specs, args.seconds, only=only, earlier=_load(args.out))
     environment = describe(torch.device("cpu"))
     command = "python -m bench.references " + " ".join(sys.argv[1:] if argv is None else argv)
     for entry in entries.values():
         entry.update(command=command.strip(), git_sha=environment["git_sha"], timestamp=environment["timestamp"],
                      cpu=environment["cpu"])
+        for label, run in entry["runs"].items():
+            if only is None or label in only:  # kept runs keep the command that made them
+                run.update(command=command.strip(), git_sha=environment["git_sha"])
     table = _load(args.out)
     table.update(entries)
     with open(args.out, "w") as file:

@@ -105,7 +105,7 @@ def fit_factorization(
     penalties = Penalties.from_alphas(p["alpha_W"], alpha_H, p["l1_ratio"], n_samples, n_features)
     factor_dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
     chosen = resolve_backend(p["backend"], X, p["precision"], solver=solver)
-    solver = resolve_solver(solver, beta, X, p["backend"])
+    solver = resolve_solver(solver, beta, X, p["backend"], p["precision"])
 
     scaling = choose_scaling(float(X.max()), beta)
     X = scaling.data(X)

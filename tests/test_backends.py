@@ -81,7 +81,14 @@ def test_weighted_data_has_no_triton_backend_and_no_hals():
         resolve_backend("torch", _weighted(), solver="hals")
     assert resolve_solver("auto", 2.0, _weighted()) == "mu"
     assert resolve_solver("auto", 2.0, _dense()) == "hals"
-    assert resolve_solver("auto", 1.0, _dense()) == "mu"
+    assert resolve_solver("auto", 1.0, _dense()) == "newton"
+    assert resolve_solver("auto", 1.0, _sparse(torch.float32)) == "newton"
+    assert resolve_solver("auto", 1.0, _weighted()) == "mu"  # MU keeps its sparse path for missing values
+    assert resolve_solver("auto", 1.0, _dense(), precision="bf16") == "mu"  # the bf16 mode is MU's
+    assert resolve_solver("auto", 1.5, _dense()) == "mu"
+    # On CUDA the fused MU kernels run for KL (no GPU measurement of Newton yet); float64 data runs torch.
+    assert resolve_solver("auto", 1.0, _FakeCuda(_dense())) == "mu"
+    assert resolve_solver("auto", 1.0, _FakeCuda(_dense(torch.float64))) == "newton"
 
 
 def test_unknown_backend_and_precision():

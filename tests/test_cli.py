@@ -50,7 +50,7 @@ def test_fit_command_passes_the_precision(tmp_path):
     for precision in ("auto", "bf16"):
         out = tmp_path / f"{precision}.npz"
         assert main(["fit", str(tmp_path / "x.npy"), "-k", "3", "--max-iter", "30", "--beta-loss", "kullback-leibler",
-                     "--init", "random", "--precision", precision, "--out", str(out)]) == 0
+                     "--init", "random", "--solver", "mu", "--precision", precision, "--out", str(out)]) == 0
         with np.load(out) as factors:
             outputs[precision] = factors["H"]
     assert not np.array_equal(outputs["auto"], outputs["bf16"])  # bfloat16 products round differently

@@ -224,3 +224,13 @@ def test_the_first_iterations_are_mu_iterations_and_a_resumed_fit_does_not_repea
     longer = NMF(solver="newton", max_iter=_NEWTON_MU_WARMUP + 1, **options).fit(X)
     assert not np.array_equal(longer.components_, NMF(solver="mu", max_iter=_NEWTON_MU_WARMUP + 1, **options)
                               .fit(X).components_)
+
+
+def test_float32_reaches_the_float64_loss():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data
+    options = dict(n_components=6, beta_loss="kullback-leibler", solver="newton", max_iter=50, tol=0.0, random_state=0)
+    loss64 = NMF(**options).fit(X).loss_history_[-1]
+    loss32 = NMF(**options).fit(X.astype(np.float32)).loss_history_[-1]
+    assert abs(loss32 - loss64) <= 1e-3 * loss64

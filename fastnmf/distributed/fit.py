@@ -185,7 +185,7 @@ def fit_distributed(X_local, n_components, options, *, grid=None, group=None, W=
     alpha_H = p["alpha_W"] if p["alpha_H"] == "same" else p["alpha_H"]
     penalties = scaling.penalties(Penalties.from_alphas(p["alpha_W"], alpha_H, p["l1_ratio"], m, n))
     backend = resolve_backend(p["backend"], local, p["precision"], solver=p["solver"])
-    solver = resolve_solver(p["solver"], beta, local, p["backend"])
+    solver = resolve_solver(p["solver"], beta, X, p["backend"], p["precision"])  # the sharded layout's solvers
     # The fused kernels read fp16/bf16 X as stored, but a half-update shared by a group runs the rule's
     # torch statistics, which compute in the factors' dtype: there X is converted once.
     if local.dtype not in backend.native_x_dtypes or (grid.size > 1 and local.dtype != factor_dtype):

@@ -25,6 +25,7 @@ from dataclasses import fields, replace
 
 import torch
 
+from ..backends import registry, torch_backend
 from ..layouts.base import Layout
 from ..solvers import Problem
 from . import comm
@@ -155,6 +156,11 @@ class ShardedMatrix(Layout):
         squares = comm.all_reduce(squares, self.grid.group)
         k = W.shape[1]
         return squares[:k].sqrt(), squares[k:].sqrt()
+
+
+# What "auto" may pick for a sharded X (fastnmf.backends.resolve_solver): no Newton, whose second pass over X
+# per half-update is not written for a grid; the kernels that run are the local block's (resolve_backend).
+registry.register("torch", ShardedMatrix, torch_backend.make_backend, solvers=("mu", "hals"))
 
 
 def _reduce_statistics(statistics, width: int, parts: list[int], member: int, group):
