@@ -414,7 +414,9 @@ def _lowrank(m, n, k, device, seed=0):
 
 
 def section_fits(ctx) -> dict:
-    """Whole fits at each precision on the Triton backend, beside the torch backend."""
+    """Whole fits at each precision on the Triton backend, beside the torch backend; KL also with the Newton
+    solver (torch operations on the GPU, precision does not apply), against the fused MU: is "auto" right to
+    keep MU there?"""
     import warnings
 
     import fastnmf
@@ -426,8 +428,11 @@ def section_fits(ctx) -> dict:
     rate = _lowrank(m, n, k, device, seed=4)
     X_kl = torch.poisson(rate * (3.0 / float(rate.mean())))
     out = []
-    for loss, X, solver in (("frobenius", X_fro, "hals"), ("frobenius", X_fro, "mu"), ("kullback-leibler", X_kl, "mu")):
-        for backend, precision in [("triton", p) for p in PRECISIONS] + [("torch", "auto")]:
+    cases = (("frobenius", X_fro, "hals"), ("frobenius", X_fro, "mu"), ("kullback-leibler", X_kl, "mu"),
+             ("kullback-leibler", X_kl, "newton"))
+    for loss, X, solver in cases:
+        precisions = PRECISIONS if solver != "newton" else ("ieee",)
+        for backend, precision in [("triton", p) for p in precisions] + [("torch", "auto")]:
             model = fastnmf.NMF(k, beta_loss=loss, solver=solver, init="random", random_state=0, max_iter=max_iter,
                                 tol=1e-4, backend=backend, precision=precision)
             _sync(device)
