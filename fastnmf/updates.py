@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from .layouts.base import accumulate_columns
@@ -177,6 +178,8 @@ def hals_sweeps_(
         B = B + l2 * torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
     if l1:
         A = A - l1
+    if H.device.type == "cpu" and H.is_contiguous() and not H.requires_grad:
+        return _numpy_sweeps_(H.numpy(), A.contiguous().numpy(), B.contiguous().numpy(), steps, floor, max_sweeps, delta)
     H_t = H.T
     # Row views made once: indexing A[j], B[j], H[j] inside the loop cost three more launches per row.
     rows = [(H_j, A_j, B_j, step) for H_j, A_j, B_j, step in zip(H.unbind(0), A.unbind(0), B.unbind(0), steps)
@@ -197,6 +200,34 @@ def hals_sweeps_(
         active &= change > delta * delta * first_change
         # One host synchronisation per sweep: the price of the early stop on the torch backend.
         if not bool(active.any()):
+            return sweep
+    return max_sweeps
+
+
+def _numpy_sweeps_(H, A, B, steps, floor: float, max_sweeps: int, delta: float) -> int:
+    """:func:`hals_sweeps_` on numpy views of CPU tensors (H in place; A, B with the penalties folded in): the
+    same arithmetic and early stop. The sweep is a chain of small dependent operations, and numpy's cost
+    per operation is a fraction of torch's (docs/benchmarks.md, "HALS sweeps on the CPU": one sweep of 16×64
+    in 110 µs against 160–220, whole plain-HALS digits iterations 0.53–0.68 ms against 0.66–1.07)."""
+    rows = [(H[j], A[j], B[j], step) for j, step in enumerate(steps) if step != 0.0]
+    first_change = active = None
+    for sweep in range(1, max_sweeps + 1):
+        before = H.copy() if max_sweeps > 1 else None
+        for H_j, A_j, B_j, step in rows:
+            gradient = B_j @ H  # (B'H)_j, rows before j updated
+            gradient -= A_j
+            gradient *= step
+            H_j -= gradient
+            np.maximum(H_j, floor, out=H_j)
+        if before is None:
+            return 1
+        change = np.square(H - before).sum(axis=0, dtype=np.float64)  # per column
+        if first_change is None:
+            first_change, active = change, np.ones(change.shape, dtype=bool)
+            continue
+        H[...] = np.where(active, H, before)  # columns stopped earlier keep their values
+        active &= change > delta * delta * first_change
+        if not active.any():
             return sweep
     return max_sweeps
 
