@@ -61,8 +61,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "hals": accelerated hierarchical ALS (coordinate descent; Cichocki & Phan 2009, Gillis & Glineur
         2012), Frobenius only, unweighted. "newton": diagonalized Newton (Van hamme 2013), per column the
         Newton step where it lowers the objective, else the MU step; Kullback-Leibler only, dense, sparse or
-        weighted X in memory (two passes over X per half-update). "auto": "hals" for the unweighted
-        Frobenius loss, else "mu".
+        weighted X in memory (two passes over X per half-update; one more buffer of X's shape). "auto":
+        "hals" for the unweighted Frobenius loss; "newton" for the Kullback-Leibler divergence where the torch
+        backend runs unweighted X in memory (the CPU; float64 or ``backend="torch"`` data on a GPU) and
+        ``precision`` is not "bf16"; else "mu".
     beta_loss : "frobenius", "kullback-leibler", "itakura-saito" or a real number
         "frobenius" is ½‖X − WH‖².
     tol : float ≥ 0

@@ -73,7 +73,8 @@ class SolverResult:
     final_divergence: float = float("nan")
     # Why the loop ended: "tol" (converged), "callback" (the callback said stop), "max_iter".
     stop_reason: str = "max_iter"
-    # The solver's state beyond (W, H) at n_iter (HALS extrapolation), for checkpoints; None if it has none.
+    # The solver's state beyond (W, H) at n_iter (HALS extrapolation, Newton's step count), for checkpoints;
+    # None if it has none.
     solver_state: dict | None = None
 
 

@@ -90,22 +90,23 @@ def session(rank: int, world: int, checkpoint_root: str):
     # Options: extrapolated HALS, penalties, custom starts whole and owned, float32, the tolerance test.
     out["extrapolate"] = _fit(X, (2, 2), world_group, solver="hals", extrapolate=True, tol=0.0, max_iter=ITERATIONS,
                               random_state=3)
-    out["penalties"] = _fit(X, (2, 2), world_group, beta_loss=1.0, alpha_W=0.01, alpha_H=0.02, l1_ratio=0.5, tol=0.0,
-                            max_iter=ITERATIONS, random_state=3)
+    out["penalties"] = _fit(X, (2, 2), world_group, beta_loss=1.0, solver="mu", alpha_W=0.01, alpha_H=0.02,
+                            l1_ratio=0.5, tol=0.0, max_iter=ITERATIONS, random_state=3)
     rng = np.random.RandomState(5)
     W0, H0 = rng.uniform(0.1, 1.0, size=(SHAPE[0], RANK)), rng.uniform(0.1, 1.0, size=(RANK, SHAPE[1]))
     out["custom-whole"] = _fit(X, (2, 2), world_group, init="custom", W=W0, H=H0, tol=0.0, max_iter=ITERATIONS)
     rows, columns = fd.owned_parts(SHAPE, (2, 2), rank)
     out["custom-owned"] = _fit(X, (2, 2), world_group, init="custom", W=W0[rows.start:rows.stop],
                                H=H0[:, columns.start:columns.stop], tol=0.0, max_iter=ITERATIONS)
-    out["float32"] = _fit(X.astype(np.float32), (2, 2), world_group, beta_loss=1.0, tol=0.0, max_iter=ITERATIONS,
-                          random_state=3)
+    out["float32"] = _fit(X.astype(np.float32), (2, 2), world_group, beta_loss=1.0, solver="mu", tol=0.0,
+                          max_iter=ITERATIONS, random_state=3)
     for beta, solver in ((1.0, "mu"), (2.0, "hals")):
         out[("tol", beta, solver)] = _fit(data(True), (2, 2), world_group, beta_loss=beta, solver=solver, tol=1e-4,
                                           check_every=5, max_iter=400, random_state=3)
     # Tiny and odd: 3 rows on a 2×2 grid (a rank owns no row of W), k ≥ min(m, n).
     tiny = data(False, shape=(3, 5), seed=1)
-    out["tiny"] = _fit(tiny, (2, 2), world_group, n_components=4, beta_loss=1.0, tol=0.0, max_iter=20, random_state=3)
+    out["tiny"] = _fit(tiny, (2, 2), world_group, n_components=4, beta_loss=1.0, solver="mu", tol=0.0, max_iter=20,
+                       random_state=3)
 
     # The Triton backend's local steps (under the interpreter here): fused updates where a group has one
     # member, the rules' statistics where it is shared.

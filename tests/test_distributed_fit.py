@@ -50,7 +50,8 @@ def test_a_device_mesh_grid_gives_the_same_fit(distributed_session, single_proce
 
 @pytest.mark.parametrize("case, options", [
     ("extrapolate", dict(init="random", solver="hals", extrapolate=True, random_state=3)),
-    ("penalties", dict(init="random", beta_loss=1.0, alpha_W=0.01, alpha_H=0.02, l1_ratio=0.5, random_state=3)),
+    ("penalties", dict(init="random", beta_loss=1.0, solver="mu", alpha_W=0.01, alpha_H=0.02, l1_ratio=0.5,
+                       random_state=3)),
 ])
 def test_options_mean_what_they_mean_in_one_process(distributed_session, single_process_fit, case, options):
     reference = single_process_fit(False, tol=0.0, max_iter=ITERATIONS, **options)
@@ -78,8 +79,8 @@ def test_float32_blocks(distributed_session):
     import fastnmf
 
     X = distributed_cases.data(False).astype(np.float32)
-    reference = fastnmf.non_negative_factorization(X, n_components=RANK, init="random", beta_loss=1.0, tol=0.0,
-                                                   max_iter=ITERATIONS, random_state=3)
+    reference = fastnmf.non_negative_factorization(X, n_components=RANK, init="random", beta_loss=1.0, solver="mu",
+                                                   tol=0.0, max_iter=ITERATIONS, random_state=3)
     for rank in LIVE_RANKS:
         outcome = distributed_session[rank]["float32"]
         assert outcome["W"].dtype == np.float32
@@ -99,8 +100,8 @@ def test_the_tolerance_stops_every_rank_where_one_process_stops(distributed_sess
 
 def test_odd_shapes_with_ranks_that_own_nothing(distributed_session, single_process_fit):
     # 3 rows on a 2×2 grid: block row 1 has one row, and its second rank owns no row of W; k = 4 > min(m, n).
-    reference = single_process_fit(False, shape=(3, 5), seed=1, n_components=4, init="random", beta_loss=1.0, tol=0.0,
-                                   max_iter=20, random_state=3)
+    reference = single_process_fit(False, shape=(3, 5), seed=1, n_components=4, init="random", beta_loss=1.0,
+                                   solver="mu", tol=0.0, max_iter=20, random_state=3)
     for rank in LIVE_RANKS:
         assert relative_error(distributed_session[rank]["tiny"], reference) <= TOLERANCE
 

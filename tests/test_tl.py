@@ -20,8 +20,8 @@ def counts(shape=(120, 40), seed=0):
     return low_rank_counts(shape, 4, seed, dtype=np.float32)
 
 
-def reference(X):
-    model = fastnmf.NMF(4, **OPTIONS)
+def reference(X, **options):
+    model = fastnmf.NMF(4, **{**OPTIONS, **options})
     return model.fit_transform(X), model
 
 
@@ -69,8 +69,9 @@ def test_a_backed_file_is_streamed_and_gives_the_in_memory_result(tmp_path, stor
     path = tmp_path / "cells.h5ad"
     anndata.AnnData(X=sp.csr_matrix(X) if storage == "csr" else X).write_h5ad(path)
     backed = anndata.read_h5ad(path, backed="r")
-    tl.nmf(backed, 4, memory_budget="20kB", **OPTIONS)  # a few rows per chunk
-    W, model = reference(X)
+    # MU on both sides: a stream runs KL with MU, where in memory "auto" picks Newton (docs/streaming.md).
+    tl.nmf(backed, 4, memory_budget="20kB", **OPTIONS, solver="mu")  # a few rows per chunk
+    W, model = reference(X, solver="mu")
     np.testing.assert_allclose(backed.obsm["X_nmf"], W, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(backed.varm["nmf_components"], model.components_.T, rtol=1e-4, atol=1e-6)
     backed.file.close()
