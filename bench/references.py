@@ -48,11 +48,14 @@ def _load(path: str = REFERENCE_FILE) -> dict:
 def reference_for(name: str, initial_loss: float, path: str = REFERENCE_FILE) -> float | None:
     """The fixed reference loss of problem ``name``, or None (no entry, or one made from another start)."""
     entry = _load(path).get(name)
-    if not entry or not math.isfinite(initial_loss):
-        return None
-    if abs(entry["initial_loss"] - initial_loss) > _SAME_START * abs(initial_loss):
+    if not entry or not math.isfinite(initial_loss) or not _same_start(entry, initial_loss):
         return None
     return float(entry["loss"])
+
+
+def _same_start(entry: dict, initial_loss: float) -> bool:
+    """Whether ``entry`` was made from the start whose loss is ``initial_loss`` (recomputed: to rounding)."""
+    return abs(entry["initial_loss"] - initial_loss) <= _SAME_START * abs(initial_loss)
 
 
 def _methods(beta: float, only=None):
@@ -102,7 +105,7 @@ def compute(specs, seconds: float, progress=print, only=None, earlier: dict | No
         initial_loss = shared_loss(data.W0, data.H0)
         runs = {}
         previous = (earlier or {}).get(spec.name)
-        if only is not None and previous and abs(previous["initial_loss"] - initial_loss) <= _SAME_START * abs(initial_loss):
+        if only is not None and previous and _same_start(previous, initial_loss):
             runs = dict(previous["runs"])
         for label, options in _methods(spec.beta, only):
             runs[label] = _run(data, options, seconds, shared_loss)
