@@ -234,3 +234,22 @@ def test_float32_reaches_the_float64_loss():
     loss64 = NMF(**options).fit(X).loss_history_[-1]
     loss32 = NMF(**options).fit(X.astype(np.float32)).loss_history_[-1]
     assert abs(loss32 - loss64) <= 1e-3 * loss64
+
+
+@pytest.mark.parametrize("kind", ["sparse-pattern", "sparse-missing"])
+def test_sparse_weight_patterns_and_missing_values_decrease_monotonically(kind):
+    X = low_rank_counts((30, 20), 3, seed=6)
+    rng = np.random.RandomState(1)
+    if kind == "sparse-pattern":  # observed entries only (a ratings matrix): weight 1 on the pattern
+        pattern = sp.csr_matrix((rng.rand(*X.shape) < 0.5).astype(float))
+        data, options = X, dict(weights=pattern)
+    else:  # sparse X with a few NaN entries left out (missing_values): every other entry counts
+        X[X < 1] = 0.0
+        X[rng.rand(*X.shape) < 0.05] = np.nan
+        data, options = sp.csr_matrix(X), {}
+    model = NMF(3, solver="newton", beta_loss="kullback-leibler", init="random", max_iter=30, tol=0.0, check_every=1,
+                random_state=0, missing_values=np.nan if kind == "sparse-missing" else None)
+    model.fit(data, **options)
+    history = np.array(model.loss_history_)
+    assert np.isfinite(history).all() and history[-1] < 0.5 * history[0]
+    assert np.all(np.diff(history) <= 1e-10 * history[:-1]), history
