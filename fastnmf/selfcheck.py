@@ -30,6 +30,7 @@ import torch
 
 from .functional import non_negative_factorization
 from .losses import parse_beta_loss
+from .solvers import supports
 
 __all__ = ["FitCase", "fit_cases", "check_case", "main", "CONTAINERS", "TRITON_CONTAINERS"]
 
@@ -118,10 +119,8 @@ def expected_error(case: FitCase, X):
     """``(exception type, message pattern)`` of the documented error for this case, or ``(None, None)``,
     in the order the checks run: options, then X, then the backend, then the initialization."""
     beta = parse_beta_loss(case.beta_loss)
-    if case.solver == "hals" and beta != 2.0:
-        return ValueError, r"solver='hals' minimizes the Frobenius loss only"
-    if case.solver == "newton" and beta != 1.0:
-        return ValueError, r"solver='newton' minimizes the Kullback-Leibler divergence only"
+    if case.solver != "auto" and not supports(case.solver, beta):  # fastnmf.solvers.check_loss
+        return ValueError, rf"solver='{case.solver}' minimizes the .* only \(beta_loss="
     if isinstance(X, torch.Tensor) and X.layout == torch.strided and not bool(torch.isfinite(X).all()):
         return ValueError, r"Input X contains NaN or infinity"  # too large for float16: stored as inf
     if case.backend == "triton" and case.container in ("numpy-float64", "numpy-int64") + _FLOAT64:
